@@ -1,0 +1,118 @@
+"""`RecommenderModule`: the single LightningModule that trains and evaluates any model.
+
+It sums the model's named loss terms and logs each (`train/loss`, `train/loss_<name>`),
+ranks all items for every evaluation user with training (and, on test, validation) items
+masked, feeds the top-k lists to `RankingMetrics`, and keeps the test top-k lists for
+`topk.tsv`. Early stopping and checkpoints are callbacks configured in `conf/callbacks/`.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from src.metrics.ranking import RankingMetrics
+from src.models.base import Recommender
+
+
+class RecommenderModule(L.LightningModule):
+    def __init__(self, net: Callable[..., Recommender] | Recommender, optimizer: Callable | None = None,
+                 scheduler: Callable | None = None, data=None, graphs=None,
+                 ks: tuple[int, ...] = (5, 10, 20, 50), topk_saved: int = 50):
+        super().__init__()
+        self.save_hyperparameters(logger=False, ignore=["net", "data", "graphs"])
+        self.net: Recommender = net if isinstance(net, Recommender) else net(data=data, graphs=graphs)
+        self.ks, self.topk_saved = tuple(ks), int(topk_saved)
+        self.max_k = max(max(self.ks), self.topk_saved)
+        self.val_metrics = RankingMetrics(self.ks)
+        self.test_metrics = RankingMetrics(self.ks)
+        self.test_topk: tuple[Tensor, Tensor] | None = None
+        self.test_stats: dict[str, float] = {}
+        self._test_parts: list[tuple[Tensor, Tensor]] = []
+
+    # ---- training -------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self.net.on_train_epoch_start(self.current_epoch)
+
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        users, pos, neg = batch
+        terms = self.net.loss_terms(users, pos, neg)
+        loss = torch.stack(list(terms.values())).sum()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; terms: "
+                + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items()))
+        n = len(users)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        for name, value in terms.items():
+            self.log(f"train/loss_{name}", value, on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+    def configure_optimizers(self):
+        optimizer = self.hparams.optimizer(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": self.hparams.scheduler(optimizer=optimizer), "interval": "epoch"}}
+
+    # ---- evaluation -----------------------------------------------------------------------
+    @torch.no_grad()
+    def rank(self, batch: dict[str, Tensor]) -> Tensor:
+        """Top-`max_k` item ids per batch user, masked items excluded."""
+        scores = self.net.full_scores(batch["users"]).float().contiguous()
+        scores[batch["exclude_row"], batch["exclude_col"]] = -math.inf
+        return torch.topk(scores, min(self.max_k, scores.shape[1]), dim=1).indices
+
+    def on_validation_epoch_start(self) -> None:
+        self.net.prepare_eval()
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self.val_metrics.update(self.rank(batch), batch["target_ptr"], batch["target_index"])
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val", self.val_metrics)
+        for name, value in self.net.eval_stats().items():
+            self.log(name, value, sync_dist=True)
+        self._log_histograms()
+        self.net.end_eval()
+
+    def on_test_epoch_start(self) -> None:
+        self._test_parts = []
+        self.net.prepare_eval()
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        topk = self.rank(batch)
+        self.test_metrics.update(topk, batch["target_ptr"], batch["target_index"])
+        self._test_parts.append((batch["users"].cpu(), topk[:, : self.topk_saved].cpu()))
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test", self.test_metrics)
+        # the model's diagnostics at the evaluated (best) checkpoint, for metrics.json
+        self.test_stats = {k: float(v) for k, v in self.net.eval_stats().items()}
+        users = torch.cat([u for u, _ in self._test_parts])
+        topk = torch.cat([t for _, t in self._test_parts])
+        self.test_topk = (users, topk)
+        self.net.end_eval()
+
+    def _log_metrics(self, stage: str, metric: RankingMetrics) -> None:
+        values = metric.compute()
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "recall@20")
+        metric.reset()
+
+    def _log_histograms(self) -> None:
+        hists = self.net.eval_histograms()
+        if not hists or self.trainer.sanity_checking:
+            return
+        for logger in self.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if type(logger).__name__ == "WandbLogger":
+                import wandb
+                experiment.log({name: wandb.Histogram(t.detach().float().cpu().numpy())
+                                for name, t in hists.items()} | {"epoch": self.current_epoch})
+            elif hasattr(experiment, "add_histogram"):  # TensorBoard
+                for name, t in hists.items():
+                    experiment.add_histogram(name, t.detach().float().cpu(), self.current_epoch)

@@ -1,0 +1,68 @@
+"""`RunRecorder`: the per-epoch record behind metrics.json (best epoch, timings)."""
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import torch
+
+
+class RunRecorder(L.Callback):
+    """Records, per epoch, the training seconds, the validation seconds and the val metrics.
+
+    Training time runs from `on_train_epoch_start` to the start of that epoch's validation
+    (Lightning validates before `on_train_epoch_end`), so it includes triplet sampling and
+    excludes evaluation.
+    """
+
+    def __init__(self, monitor: str = "val/recall@20", mode: str = "max"):
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.monitor, self.mode = monitor, mode
+        self.train_seconds: list[float] = []
+        self.eval_seconds: list[float] = []
+        self.val_history: list[dict[str, float]] = []
+        self._t0: float | None = None
+        self._v0: float | None = None
+
+    def _close_train(self) -> None:
+        if self._t0 is not None:
+            self.train_seconds.append(time.perf_counter() - self._t0)
+            self._t0 = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._close_train()
+        self._v0 = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        self.eval_seconds.append(time.perf_counter() - self._v0)
+        metrics = {k[len("val/"):]: float(v) for k, v in trainer.callback_metrics.items()
+                   if k.startswith("val/") and isinstance(v, torch.Tensor)}
+        metrics["epoch"] = trainer.current_epoch
+        self.val_history.append(metrics)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._close_train()
+
+    def best(self) -> dict[str, float] | None:
+        """The validation record of the best epoch (the first one, on ties)."""
+        key = self.monitor.split("/", 1)[-1]
+        scored = [h for h in self.val_history if key in h]
+        if not scored:
+            return None
+        pick = max if self.mode == "max" else min
+        return pick(scored, key=lambda h: h[key])  # max/min return the first extreme
+
+    def state_dict(self) -> dict:
+        return {"train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+                "val_history": self.val_history}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.train_seconds = list(state["train_seconds"])
+        self.eval_seconds = list(state["eval_seconds"])
+        self.val_history = list(state["val_history"])

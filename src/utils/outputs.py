@@ -1,0 +1,45 @@
+"""The run outputs fixed by DESIGN.md ("Run outputs"): metrics.json and topk.tsv.
+
+Both are written atomically (temp file, then rename) so a crash never leaves half a file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_metrics(path: Path, metrics: dict) -> None:
+    atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=False) + "\n")
+
+
+def write_topk(path: Path, users: np.ndarray, topk: np.ndarray) -> None:
+    """One line per test user, ascending ids: `userID<TAB>i1,i2,...,i50` (no header)."""
+    order = np.argsort(users, kind="stable")
+    lines = [f"{u}\t{','.join(map(str, row))}" for u, row in zip(users[order].tolist(), topk[order].tolist())]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_topk(path: Path) -> dict[int, list[int]]:
+    """Inverse of `write_topk`."""
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        user, items = line.split("\t")
+        out[int(user)] = [int(i) for i in items.split(",")] if items else []
+    return out
