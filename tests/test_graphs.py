@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import torch
 
 from src.data import graphs
-from src.data.graphs import (cosine_topk, jaccard_topk, knn_graphs, profile_sums, row_normalize,
+from src.data.graphs import (CSROperator, cosine_topk, jaccard_topk, knn_graphs, profile_sums, row_normalize,
                              sparse_propagate, sym_norm, sym_norm_with_self_loops, topk_adjacency,
                              user_item_adjacency)
 
@@ -194,12 +194,11 @@ def test_topk_adjacency_binary_and_weighted():
 
 # --------------------------------------------------------------------------- Jaccard
 
-@pytest.mark.parametrize("path", ["dense", "sparse"])
+@pytest.mark.parametrize("block_elements", [1, 60, 1 << 24])   # 1: one row per padded block
 @pytest.mark.parametrize("chunk_size,max_products", [(8192, 1 << 25), (3, 1 << 25), (8192, 1)])
 @pytest.mark.parametrize("k", [1, 3, 50])
-def test_jaccard_topk_matches_set_arithmetic(monkeypatch, path, chunk_size, max_products, k):
-    monkeypatch.setattr(graphs, "JACCARD_DENSE_MIN_FILL", 0.0 if path == "dense" else 2.0)
-    monkeypatch.setattr(graphs, "DENSE_BLOCK_ELEMENTS", 7 * 40)     # several dense sub-blocks
+def test_jaccard_topk_matches_set_arithmetic(monkeypatch, block_elements, chunk_size, max_products, k):
+    monkeypatch.setattr(graphs, "DENSE_BLOCK_ELEMENTS", block_elements)
     r = random_binary(40, 12, 0.2, seed=7)                          # small degrees: many ties
     r[9] = 0                                                         # no entries: no neighbours
     j = jaccard_topk(sp.csr_matrix(r), k, chunk_size=chunk_size, max_products=max_products)
@@ -303,6 +302,7 @@ def test_normalisations_reject_bad_input():
         sym_norm(torch.ones(2, 2))
 
 
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 def test_csr_input_is_accepted():
     a_t, a = random_sparse_nonneg(6, seed=12)
     np.testing.assert_allclose(sym_norm(a_t.to_sparse_csr()).to_dense().numpy(),
@@ -350,6 +350,21 @@ def test_sparse_propagate_matches_dense_powers(readout, n_layers):
     ops = [np.linalg.matrix_power(a_d, l) for l in range(n_layers + 1)]
     op = ops[-1] if readout == "last" else np.mean(ops, axis=0)
     np.testing.assert_allclose(x.grad.numpy(), op.T @ np.ones((8, 3)), atol=1e-12)
+
+
+@pytest.mark.parametrize("readout", ["last", "mean"])
+def test_csr_operator_matches_coo_forward_and_gradient(readout):
+    a_t, _ = random_sparse_nonneg(10, seed=15)                        # not symmetric: A^T matters
+    a_t = row_normalize(a_t, self_weight=1.0)
+    x1 = torch.randn(10, 4, dtype=DT, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_()
+    out1 = sparse_propagate(a_t, x1, 3, readout)
+    out2 = sparse_propagate(CSROperator(a_t).to("cpu"), x2, 3, readout)
+    np.testing.assert_allclose(out2.detach().numpy(), out1.detach().numpy(), atol=1e-12)
+    weights = torch.randn(10, 4, dtype=DT)
+    (out1 * weights).sum().backward()
+    (out2 * weights).sum().backward()
+    np.testing.assert_allclose(x2.grad.numpy(), x1.grad.numpy(), atol=1e-12)
 
 
 def test_sparse_propagate_rejects_bad_arguments():

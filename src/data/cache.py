@@ -108,10 +108,10 @@ class GraphCache:
                 "fingerprint": self.fingerprint, "value": value}
 
     def _save(self, path: Path, name: str, params: dict, value: Any) -> None:
-        buf = io.BytesIO()
-        torch.save(self._payload(name, params, value), buf)
-        body = buf.getvalue()
         try:                    # refuse payloads that a safe load could not read back
+            buf = io.BytesIO()
+            torch.save(self._payload(name, params, value), buf)
+            body = buf.getvalue()
             torch.load(io.BytesIO(body), weights_only=True)
         except Exception as e:  # noqa: BLE001 - any failure means "not storable"
             raise TypeError(f"graph {name!r}: the built value cannot be cached ({e}); expected "
