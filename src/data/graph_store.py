@@ -1,0 +1,126 @@
+"""`GraphStore`: the graphs of one dataset, as the models receive them.
+
+Every graph comes from the TRAINING split only, is built once per process (memoised) and, with a
+`GraphCache`, once per dataset fingerprint on disk. Results live on the CPU; models move them
+with `.to(device)`. Normalisation (sym_norm, row_normalize, ...) is left to the models, which
+can cache their own derived graphs through `cached`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, TypeVar
+
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+from src.data.cache import GraphCache, canonical_params
+from src.data.formats import RecData
+from src.data.graphs import jaccard_topk, knn_graphs, profile_sums, scipy_to_torch, user_item_adjacency
+from src.data.knn import Lists
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Part of every built-in graph's cache key: bump it when a builder's output changes so that
+# files written by the old code are not reused.
+BUILDERS_VERSION = 1
+
+
+class GraphStore:
+    """Training-split graphs of `data`, cached by (name, params, data.fingerprint).
+
+    `device` is where the cosine KNN graphs are computed (a GPU makes the 4096-d ones take
+    seconds); results are always returned on the CPU.
+    """
+
+    def __init__(self, data: RecData, cache: GraphCache | None = None,
+                 device: str | torch.device | None = None):
+        self.data = data
+        self.cache = cache
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self._memo: dict[tuple[str, str], object] = {}
+        self._train_csr: sp.csr_matrix | None = None
+
+    # ----------------------------------------------------------------- generic hook
+
+    def cached(self, name: str, params: dict, build: Callable[[], T]) -> T:
+        """`build()` once per (name, params) in this process, and once per dataset on disk."""
+        memo_key = (name, canonical_params(params))
+        if memo_key not in self._memo:
+            def timed_build() -> T:
+                t0 = time.perf_counter()
+                value = build()
+                log.info("built graph %s %s in %.1f s", name, memo_key[1], time.perf_counter() - t0)
+                return value
+            self._memo[memo_key] = (self.cache.get_or_build(name, params, timed_build)
+                                    if self.cache is not None else timed_build())
+        return self._memo[memo_key]  # type: ignore[return-value]
+
+    # ----------------------------------------------------------------- interactions
+
+    def train_csr(self) -> sp.csr_matrix:
+        """Binary `[n_users, n_items]` scipy CSR of the training split."""
+        if self._train_csr is None:
+            self._train_csr = self.data.train_matrix()
+        return self._train_csr
+
+    def train_matrix(self) -> Tensor:
+        """Binary `[n_users, n_items]` torch sparse COO of the training split (float32)."""
+        return scipy_to_torch(self.train_csr(), torch.float32)
+
+    def user_item_adjacency(self) -> Tensor:
+        """LightGCN's normalised `[(U+I), (U+I)]` adjacency, users first (training split)."""
+        return self.cached("user_item_adjacency", {"v": BUILDERS_VERSION},
+                           lambda: user_item_adjacency(self.train_csr()))
+
+    # ----------------------------------------------------------------- modal similarity
+
+    def features(self, modality: str) -> Tensor:
+        """Raw item features `[n_items, d]` of one modality (float32, shares the numpy memory)."""
+        if modality not in self.data.features:
+            raise KeyError(f"unknown modality {modality!r}; dataset {self.data.name!r} has "
+                           f"{sorted(self.data.features) or 'no modalities'}")
+        return torch.from_numpy(self.data.features[modality])
+
+    def user_profiles(self, modality: str) -> Tensor:
+        """Mean raw feature over each user's training items, `[n_users, d]` (not cached: one
+        sparse product)."""
+        return profile_sums(self.train_csr(), self.features(modality))
+
+    def _knn(self, modality: str, k: int) -> dict[str, Lists]:
+        x = self.features(modality)
+
+        def build() -> dict[str, Lists]:
+            out = knn_graphs(self.train_csr(), x.to(self.device), k)
+            return {side: (idx.cpu(), val.cpu()) for side, (idx, val) in out.items()}
+        return self.cached("knn", {"modality": modality, "k": k, "v": BUILDERS_VERSION}, build)
+
+    def item_knn(self, modality: str, k: int) -> Lists:
+        """Top-k cosine neighbours of each item by raw features: (indices, similarities) `[n_items, k]`.
+
+        Built together with `user_knn` of the same modality (they can share the item Gram matrix).
+        """
+        return self._knn(modality, k)["items"]
+
+    def user_knn(self, modality: str, k: int) -> Lists:
+        """Top-k cosine neighbours of each user by `user_profiles`: `[n_users, k]` lists."""
+        return self._knn(modality, k)["users"]
+
+    # ----------------------------------------------------------------- collaborative similarity
+
+    def item_jaccard(self, k: int) -> Tensor:
+        """Top-k Jaccard item-item graph over training users, sparse `[n_items, n_items]`."""
+        return self.cached("item_jaccard", {"k": k, "v": BUILDERS_VERSION},
+                           lambda: jaccard_topk(self.train_csr().T.tocsr(), k))
+
+    def user_jaccard(self, k: int) -> Tensor:
+        """Top-k Jaccard user-user graph over training items, sparse `[n_users, n_users]`."""
+        return self.cached("user_jaccard", {"k": k, "v": BUILDERS_VERSION},
+                           lambda: jaccard_topk(self.train_csr(), k))
+
+    def __repr__(self) -> str:
+        where = self.cache.directory if self.cache is not None and self.cache.enabled else "off"
+        return f"GraphStore({self.data.name}, cache={where}, built={len(self._memo)})"
+
