@@ -60,14 +60,17 @@ def zipf_weights(rng: np.random.Generator, n: int, alpha: float) -> np.ndarray:
 
 def write_ratings(path: Path, rng: np.random.Generator, users: np.ndarray, items: np.ndarray,
                   n_ratings: int, user_alpha: float, item_alpha: float) -> int:
-    u = rng.choice(len(users), size=n_ratings, p=zipf_weights(rng, len(users), user_alpha))
-    i = rng.choice(len(items), size=n_ratings, p=zipf_weights(rng, len(items), item_alpha))
+    n_dup = max(1, n_ratings // 1000)  # a few exact duplicate rows, as raw data has
+    n_draw = int(n_ratings * 1.1) + 100  # extra draws make up for repeated (user, item) pairs
+    u = rng.choice(len(users), size=n_draw, p=zipf_weights(rng, len(users), user_alpha))
+    i = rng.choice(len(items), size=n_draw, p=zipf_weights(rng, len(items), item_alpha))
     df = pd.DataFrame({"user": users[u], "item": items[i],
-                       "rating": rng.choice([1.0, 2.0, 3.0, 4.0, 5.0], size=n_ratings, p=[.05, .05, .1, .25, .55]),
-                       "timestamp": rng.integers(1_000_000_000, 1_406_000_000, size=n_ratings) // 86400 * 86400})
-    df = df.drop_duplicates(["user", "item"])
-    dup = df.sample(n=max(1, len(df) // 1000), random_state=1)  # a few exact duplicate rows, as raw data has
-    df = pd.concat([df, dup]).sort_values("item", kind="stable")
+                       "rating": rng.choice([1.0, 2.0, 3.0, 4.0, 5.0], size=n_draw, p=[.05, .05, .1, .25, .55]),
+                       "timestamp": rng.integers(1_000_000_000, 1_406_000_000, size=n_draw) // 86400 * 86400})
+    df = df.drop_duplicates(["user", "item"]).iloc[:n_ratings - n_dup]
+    if len(df) < n_ratings - n_dup:
+        raise SystemExit(f"only {len(df)} distinct pairs; raise --users or --items")
+    df = pd.concat([df, df.sample(n=n_dup, random_state=1)]).sort_values("item", kind="stable")
     df.to_csv(path, header=False, index=False, float_format="%.1f")
     return len(df)
 
@@ -96,8 +99,8 @@ def write_meta(path: Path, rng: np.random.Generator, items: np.ndarray, missing_
 
 def write_image_features(path: Path, rng: np.random.Generator, items: np.ndarray, n_records: int,
                          foreign_share: float = 0.05, chunk: int = 2048) -> None:
-    n_foreign = int(n_records * foreign_share)
-    own = rng.choice(items, size=min(n_records - n_foreign, len(items)), replace=False)
+    own = rng.choice(items, size=min(n_records - int(n_records * foreign_share), len(items)), replace=False)
+    n_foreign = n_records - len(own)
     asins = rng.permutation(np.concatenate([own, random_ids(rng, n_foreign, "X00", 10)]))
     rec = np.dtype([("asin", "S10"), ("feat", "<f4", (IMAGE_DIM,))])
     with open(path, "wb") as f:
@@ -119,6 +122,8 @@ def main() -> None:
     ap.add_argument("--image-records", type=int, default=50_000)
     ap.add_argument("--user-alpha", type=float, default=0.6)
     ap.add_argument("--item-alpha", type=float, default=0.9)
+    ap.add_argument("--foreign-share", type=float, default=0.05,
+                    help="share of image records for ASINs that are not in the ratings")
     ap.add_argument("--missing-meta", type=float, default=0.002, help="share of items without a metadata line")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -132,7 +137,7 @@ def main() -> None:
     rows = write_ratings(args.out / f"ratings_{c}.csv", rng, users, items, args.ratings,
                          args.user_alpha, args.item_alpha)
     n_meta = write_meta(args.out / f"meta_{c}.json.gz", rng, items, args.missing_meta)
-    write_image_features(args.out / f"image_features_{c}.b", rng, items, args.image_records)
+    write_image_features(args.out / f"image_features_{c}.b", rng, items, args.image_records, args.foreign_share)
     for p in sorted(args.out.iterdir()):
         print(f"{p.stat().st_size:>14,} bytes  {p}")
     print(f"{rows:,} rating rows, {n_users:,} users, {n_items:,} items ({n_meta:,} with metadata), "

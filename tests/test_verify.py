@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ from src.data.verify import FAIL, OK, SKIP, WARN, DatasetStats, check_split_rule
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "src" / "prepare_data.py"
-SHARED_BABY = ROOT.parent / "shared" / "datasets" / "baby"
+# ../shared beside the repository; SHARED_DIR points elsewhere (e.g. from a git worktree)
+SHARED_BABY = Path(os.environ.get("SHARED_DIR", ROOT.parent / "shared")) / "datasets" / "baby"
 DIMS = {"image": 64, "text": 32}
 MODALITIES = {"image": "image_feat.npy", "text": "text_feat.npy"}
 
