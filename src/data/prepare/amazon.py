@@ -198,7 +198,10 @@ def read_reviews_json(path: Path) -> pd.DataFrame:
             except (ValueError, KeyError, TypeError) as e:
                 bad.add(line_no, f"{type(e).__name__}: {e}"[:120])
                 continue
-            users.append(u), items.append(i), ratings.append(r), times.append(t)
+            users.append(u)
+            items.append(i)
+            ratings.append(r)
+            times.append(t)
     bad.finish(total)
     return pd.DataFrame({"user": pd.array(users, dtype=object), "item": pd.array(items, dtype=object),
                          "rating": np.asarray(ratings, dtype=np.float64),
@@ -214,9 +217,9 @@ def clean_interactions(df: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, dict
     n = len(df)
     df = df.drop_duplicates(subset=["user", "item", "timestamp"])
     stats["exact_duplicates"] = n - len(df)
-    first = df.sort_values("timestamp", kind="stable").duplicated(subset=["user", "item"])
-    stats["repeated_pairs"] = int(first.sum())
-    df = df[~first.reindex(df.index).to_numpy()]
+    repeat = df.sort_values("timestamp", kind="stable").duplicated(subset=["user", "item"])
+    stats["repeated_pairs"] = int(repeat.sum())
+    df = df[~repeat.reindex(df.index).to_numpy()]
     df = df.assign(timestamp=df["timestamp"].astype(np.int64))
     for key, what in (("rows_missing_fields", "row(s) without user, item or timestamp dropped"),
                       ("exact_duplicates", "exact duplicate row(s) dropped (same user, item, timestamp)")):
