@@ -40,7 +40,8 @@ def train(cfg: DictConfig) -> dict:
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    module = hydra.utils.instantiate(cfg.model, data=datamodule.data, graphs=datamodule.graphs)
+    # data and graphs are Python objects, not config: bind them after instantiation
+    module = hydra.utils.instantiate(cfg.model, _partial_=True)(data=datamodule.data, graphs=datamodule.graphs)
 
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     recorder = _find(callbacks, RunRecorder) or RunRecorder()

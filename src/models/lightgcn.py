@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from src.data.formats import RecData
-from src.data.graphs import sparse_propagate
 from src.models.base import Recommender, bpr_loss, l2_reg
+from src.models.layers import SparseOp, propagate
 
 
 class LightGCN(Recommender):
@@ -22,12 +22,12 @@ class LightGCN(Recommender):
         self.n_layers, self.reg_weight = n_layers, reg_weight
         self.user_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_users, embedding_dim)))
         self.item_emb = nn.Parameter(nn.init.xavier_uniform_(torch.empty(self.n_items, embedding_dim)))
-        self.register_buffer("adj", graphs.user_item_adjacency(), persistent=False)
+        self.adj = SparseOp(graphs.user_item_adjacency())
         self._cache: tuple[Tensor, Tensor] | None = None
 
     def propagate(self) -> tuple[Tensor, Tensor]:
         ego = torch.cat([self.user_emb, self.item_emb])
-        out = sparse_propagate(self.adj, ego, self.n_layers, readout="mean")
+        out = propagate(self.adj, ego, self.n_layers, readout="mean")
         return out[: self.n_users], out[self.n_users:]
 
     def loss_terms(self, users: Tensor, pos: Tensor, neg: Tensor) -> dict[str, Tensor]:

@@ -37,14 +37,18 @@ class RunRecorder(L.Callback):
         self._close_train()
         self._v0 = time.perf_counter()
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # not on_validation_epoch_end: callbacks run that hook before the module logs its
+        # metrics; by on_validation_end they are in callback_metrics (ModelCheckpoint and
+        # EarlyStopping read them here too)
+        if trainer.sanity_checking or self._v0 is None:
             return
         self.eval_seconds.append(time.perf_counter() - self._v0)
         metrics = {k[len("val/"):]: float(v) for k, v in trainer.callback_metrics.items()
                    if k.startswith("val/") and isinstance(v, torch.Tensor)}
         metrics["epoch"] = trainer.current_epoch
         self.val_history.append(metrics)
+        self._v0 = None
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._close_train()
