@@ -108,10 +108,10 @@ def write_image_file(path: Path, records: list) -> None:
             f.write(asin.encode("ascii") + np.asarray(vec, dtype="<f4").tobytes())
 
 
-def make_raw_2014(raw_dir: Path, seed: int = 0) -> Raw:
+def make_raw_2014(raw_dir: Path, seed: int = 0, n_users: int = 45, n_items: int = 22) -> Raw:
     rng = np.random.default_rng(seed)
-    users = [f"A{n:03d}XQ7RTZ2M9K" for n in range(45)]
-    items = ["0000031852"] + [f"B00{n:07d}" for n in range(1, 22)]  # an ISBN-style ASIN with leading zeros
+    users = [f"A{n:03d}XQ7RTZ2M9K" for n in range(n_users)]
+    items = ["0000031852"] + [f"B00{n:07d}" for n in range(1, n_items)]  # an ISBN-style ASIN with leading zeros
     weight = 1.0 / np.arange(1, len(items) + 1) ** 0.7
     rows = []
     for u in users:
@@ -381,9 +381,12 @@ def test_command_line_with_the_real_text_encoder(raw, tmp_path):
     assert run.returncode == 0 and "RESULT: OK" in run.stdout, run.stdout + run.stderr
 
 
-def test_a_model_trains_on_the_prepared_dataset(raw, tmp_path):
+def test_a_model_trains_on_the_prepared_dataset(tmp_path):
+    # the harness ranks top-50 lists, so this set needs more than 50 items after the 5-core
+    raw = make_raw_2014(tmp_path / "raw", seed=1, n_users=160, n_items=64)
     data_dir = tmp_path / "data"
     prepare(raw, data_dir / "tinybaby")
+    assert len(pd.read_csv(data_dir / "tinybaby" / "i_id_mapping.csv", sep="\t")) > 50
     cmd = [sys.executable, str(ROOT / "src" / "train.py"), "model=mf", "dataset=baby", "dataset.name=tinybaby",
            f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'out'}", "trainer.max_epochs=2",
            "trainer.accelerator=cpu", "logger=none", "dataset.train_batch_size=64"]
