@@ -92,15 +92,21 @@ class RecommenderModule(L.LightningModule):
         self._log_metrics("test", self.test_metrics)
         # the model's diagnostics at the evaluated (best) checkpoint, for metrics.json
         self.test_stats = {k: float(v) for k, v in self.net.eval_stats().items()}
-        users = torch.cat([u for u, _ in self._test_parts])
-        topk = torch.cat([t for _, t in self._test_parts])
+        parts = self._test_parts
+        if self.trainer.world_size > 1:  # each rank ranked its own share of the users
+            gathered: list = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, parts)
+            parts = [p for rank_parts in gathered for p in rank_parts]
+        users = torch.cat([u for u, _ in parts])
+        topk = torch.cat([t for _, t in parts])
         self.test_topk = (users, topk)
         self.net.end_eval()
 
     def _log_metrics(self, stage: str, metric: RankingMetrics) -> None:
         values = metric.compute()
         for name, value in values.items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == "recall@20")
+            # already reduced across processes by torchmetrics; sync_dist only silences the DDP warning
+            self.log(f"{stage}/{name}", value, prog_bar=name == "recall@20", sync_dist=True)
         metric.reset()
 
     def _log_histograms(self) -> None:
