@@ -30,7 +30,8 @@ def test_eval_reproduces_test_metrics_and_validates(tmp_path, ml100k_dir):
     run = tmp_path / "run"
     cfg = train_config(run, ["model=mf", "trainer.max_epochs=2", "seed=5"])
     train(cfg)
-    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")  # what Hydra's CLI writes for a run
+    (run / ".hydra").mkdir()
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")  # what the CLI snapshot holds
     out = evaluate(_eval_config(tmp_path / "eval", [f"run_dir={run}"]))
     reported = json.loads((run / "metrics.json").read_text())
     assert out["metrics"] == pytest.approx(reported["test"], abs=1e-12)
