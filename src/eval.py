@@ -79,7 +79,7 @@ def evaluate(cfg: DictConfig) -> dict:
         write_metrics(out_dir / "eval_metrics.json", out)
         if cfg.split == "test":
             users, topk = module.test_topk
-            write_topk(out_dir / "topk.tsv", users.numpy(), topk.numpy())
+            write_topk(out_dir / "topk.tsv", users.numpy(), topk.numpy(), datamodule.data.n_items)
         log.info("%s metrics of %s: recall@20 %.4f", cfg.split, ckpt, metrics.get("recall@20", float("nan")))
     return out
 

@@ -61,10 +61,19 @@ class RecommenderModule(L.LightningModule):
     # ---- evaluation -----------------------------------------------------------------------
     @torch.no_grad()
     def rank(self, batch: dict[str, Tensor]) -> Tensor:
-        """Top-`max_k` item ids per batch user, masked items excluded."""
+        """Top-`max_k` item ids per batch user, masked items excluded.
+
+        A slot that no unmasked item can fill (a user with fewer than max_k unmasked items, or
+        a catalogue smaller than max_k) holds the id `n_items`, which is never relevant.
+        """
         scores = self.net.full_scores(batch["users"]).float().contiguous()
+        n_items = scores.shape[1]
         scores[batch["exclude_row"], batch["exclude_col"]] = -math.inf
-        return torch.topk(scores, min(self.max_k, scores.shape[1]), dim=1).indices
+        values, topk = torch.topk(scores, min(self.max_k, n_items), dim=1)
+        topk = topk.masked_fill_(values == -math.inf, n_items)
+        if topk.shape[1] < self.max_k:
+            topk = torch.nn.functional.pad(topk, (0, self.max_k - topk.shape[1]), value=n_items)
+        return topk
 
     def on_validation_epoch_start(self) -> None:
         self.net.prepare_eval()
