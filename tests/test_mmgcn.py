@@ -162,7 +162,8 @@ def test_refuses_a_dataset_without_features():
 
 def test_short_ml100k_run_learns(tmp_path, ml100k_dir):
     metrics, losses = short_run(tmp_path, ["model=mmgcn", "trainer.max_epochs=3",
-                                           "+trainer.limit_train_batches=8", "seed=1"])
+                                           "+trainer.limit_train_batches=8",
+                                           "trainer.log_every_n_steps=1", "seed=1"])
     assert np.isfinite(losses.to_numpy()).all()
     assert losses["train/loss"].iloc[-1] < losses["train/loss"].iloc[0]
     assert metrics["test"]["recall@20"] > 3 * random_recall_at_20(ml100k_dir)
