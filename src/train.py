@@ -62,12 +62,13 @@ def train(cfg: DictConfig) -> dict:
     elif cfg.get("ckpt_path"):
         ckpt_path = cfg.ckpt_path
 
+    run_summary = recorder.summary()  # before testing: loading a checkpoint rewinds the recorder
     metrics: dict = {}
     if cfg.get("test", True):
         if module.net.trainable and ckpt_path is None:
             log.warning("no best checkpoint: testing the current weights")
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
-        metrics = collect_metrics(cfg, trainer, module, recorder)
+        metrics = collect_metrics(cfg, trainer, module, run_summary)
         if trainer.is_global_zero:
             users, topk = module.test_topk
             write_topk(out_dir / "topk.tsv", users.numpy(), topk.numpy(), datamodule.data.n_items)
@@ -77,30 +78,17 @@ def train(cfg: DictConfig) -> dict:
     return metrics
 
 
-def collect_metrics(cfg: DictConfig, trainer: L.Trainer, module, recorder: RunRecorder) -> dict:
+def collect_metrics(cfg: DictConfig, trainer: L.Trainer, module, run_summary: dict) -> dict:
+    """metrics.json (DESIGN.md, "Run outputs"); best_epoch is 0-based."""
     test = {k[len("test/"):]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    best = recorder.best() or {}
-    train_s = float(sum(recorder.train_seconds))
-    epochs = len(recorder.train_seconds)
-    metrics = {
-        "best_epoch": int(best.get("epoch", 0)),
-        "val": {k: v for k, v in best.items() if k != "epoch"},
-        "test": test,
-        "epochs": epochs,
-        "train_seconds": train_s,
-        "seconds_per_epoch": train_s / epochs if epochs else 0.0,
-        "eval_seconds_per_pass": (float(sum(recorder.eval_seconds)) / len(recorder.eval_seconds)
-                                  if recorder.eval_seconds else 0.0),
-        "model": _choice(cfg, "model"),
-        "dataset": cfg.dataset.get("name"),
-        "seed": cfg.get("seed"),
-    }
+    metrics = {**run_summary, "test": test, "model": _choice("model"), "dataset": cfg.dataset.get("name"),
+               "seed": cfg.get("seed")}
     if module.test_stats:
         metrics["uncertainty"] = module.test_stats
     return metrics
 
 
-def _choice(cfg: DictConfig, group: str) -> str | None:
+def _choice(group: str) -> str | None:
     try:
         from hydra.core.hydra_config import HydraConfig
         return HydraConfig.get().runtime.choices.get(group)

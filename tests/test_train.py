@@ -30,6 +30,12 @@ def test_run_outputs_follow_the_contract(mf_run):
     assert CONTRACT_KEYS <= set(m)
     assert set(m["val"]) == METRIC_KEYS and set(m["test"]) == METRIC_KEYS
     assert m["epochs"] == 4 and 0 <= m["best_epoch"] < 4
+    # the val metrics of the best epoch are the ones logged at that epoch
+    logged_val = pd.read_csv(mf_run / "csv" / "metrics.csv").dropna(subset=["val/recall@20"])
+    assert len(logged_val) == 4
+    best_row = logged_val[logged_val.epoch == m["best_epoch"]].iloc[0]
+    assert m["val"]["recall@20"] == pytest.approx(best_row["val/recall@20"])
+    assert best_row["val/recall@20"] == logged_val["val/recall@20"].max()
     assert m["seconds_per_epoch"] == pytest.approx(m["train_seconds"] / 4)
     assert (mf_run / "checkpoints" / "best.ckpt").is_file() and (mf_run / "checkpoints" / "last.ckpt").is_file()
     assert (mf_run / "csv" / "metrics.csv").is_file()
@@ -114,3 +120,18 @@ def test_small_catalogue_and_exhausted_users(tmp_path):
     for k in (5, 10, 20, 50):
         for name, value in naive_metrics(topk, test, k).items():
             assert reported[name] == pytest.approx(value, abs=1e-9), name
+
+
+def test_run_summary_survives_checkpoint_restore():
+    """Testing the best checkpoint restores callback state; the summary is taken before."""
+    from src.utils.callbacks import RunRecorder
+    rec = RunRecorder()
+    rec.train_seconds, rec.eval_seconds = [1.0, 2.0, 3.0], [0.5, 0.5, 0.5]
+    rec.val_history = [{"recall@20": 0.1, "epoch": 0}, {"recall@20": 0.3, "epoch": 1},
+                       {"recall@20": 0.3, "epoch": 2}]
+    summary = rec.summary()
+    assert summary["best_epoch"] == 1  # the first of the tied best epochs, as ModelCheckpoint keeps
+    assert summary["epochs"] == 3 and summary["seconds_per_epoch"] == 2.0
+    rec.load_state_dict({"train_seconds": [1.0, 2.0], "eval_seconds": [0.5, 0.5],
+                         "val_history": rec.val_history[:2]})  # what the best checkpoint holds
+    assert summary["epochs"] == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 import lightning as L
+import numpy as np
 import torch
 
 
@@ -61,6 +62,21 @@ class RunRecorder(L.Callback):
             return None
         pick = max if self.mode == "max" else min
         return pick(scored, key=lambda h: h[key])  # max/min return the first extreme
+
+    def summary(self) -> dict:
+        """The run-level fields of metrics.json. Take it before `trainer.test(ckpt_path=...)`:
+        loading a checkpoint restores this callback's state as of that checkpoint's epoch."""
+        best = self.best() or {}
+        train_s = float(sum(self.train_seconds))
+        epochs = len(self.train_seconds)
+        return {
+            "best_epoch": int(best.get("epoch", 0)),
+            "val": {k: v for k, v in best.items() if k != "epoch"},
+            "epochs": epochs,
+            "train_seconds": train_s,
+            "seconds_per_epoch": train_s / epochs if epochs else 0.0,
+            "eval_seconds_per_pass": float(np.mean(self.eval_seconds)) if self.eval_seconds else 0.0,
+        }
 
     def state_dict(self) -> dict:
         return {"train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
