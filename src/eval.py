@@ -43,6 +43,8 @@ def run_config(run_dir: Path, cfg: DictConfig) -> DictConfig:
         train_cfg.paths = cfg.paths
         train_cfg.trainer = cfg.trainer
         train_cfg.trainer.logger = False
+        if cfg.get("mask_valid_in_test") is not None:
+            train_cfg.dataset.mask_valid_in_test = cfg.mask_valid_in_test
     return train_cfg
 
 
@@ -52,7 +54,6 @@ def evaluate(cfg: DictConfig) -> dict:
         raise ValueError(f"split must be 'test' or 'valid', got {cfg.split!r}")
     run_dir = Path(cfg.run_dir).resolve()
     train_cfg = run_config(run_dir, cfg)
-    ckpt = checkpoint_path(run_dir, cfg.ckpt)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
@@ -61,8 +62,10 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule.setup("test")
     module = hydra.utils.instantiate(train_cfg.model, _partial_=True)(data=datamodule.data,
                                                                       graphs=datamodule.graphs)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    module.load_state_dict(state)
+    ckpt = None
+    if module.net.trainable:  # models with nothing to train (pop) have no checkpoint
+        ckpt = checkpoint_path(run_dir, cfg.ckpt)
+        module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
     trainer: L.Trainer = hydra.utils.instantiate(train_cfg.trainer, callbacks=[])
 
     if cfg.split == "test":
@@ -71,7 +74,8 @@ def evaluate(cfg: DictConfig) -> dict:
         trainer.test(module, dataloaders=datamodule.eval_batches("valid"))
     metrics = {k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items()
                if k.startswith("test/")}
-    out = {"run_dir": str(run_dir), "checkpoint": str(ckpt), "split": cfg.split, "metrics": metrics}
+    out = {"run_dir": str(run_dir), "checkpoint": str(ckpt) if ckpt else None, "split": cfg.split,
+           "mask_valid_in_test": bool(train_cfg.dataset.get("mask_valid_in_test", True)), "metrics": metrics}
     if module.test_stats:
         out["uncertainty"] = module.test_stats
     if trainer.is_global_zero:
@@ -80,7 +84,7 @@ def evaluate(cfg: DictConfig) -> dict:
         if cfg.split == "test":
             users, topk = module.test_topk
             write_topk(out_dir / "topk.tsv", users.numpy(), topk.numpy(), datamodule.data.n_items)
-        log.info("%s metrics of %s: recall@20 %.4f", cfg.split, ckpt, metrics.get("recall@20", float("nan")))
+        log.info("%s metrics of %s: recall@20 %.4f", cfg.split, ckpt or run_dir, metrics.get("recall@20", float("nan")))
     return out
 
 

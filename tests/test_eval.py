@@ -46,3 +46,23 @@ def test_eval_errors(tmp_path):
         evaluate(_eval_config(tmp_path / "e", [f"run_dir={tmp_path}"]))
     with pytest.raises(ValueError, match="split must be 'test' or 'valid'"):
         evaluate(_eval_config(tmp_path / "e", [f"run_dir={tmp_path}", "split=train"]))
+
+
+def test_mmrec_masking_switch(tmp_path, ml100k_dir):
+    """mask_valid_in_test=false ranks validation items too (MMRec's toolbox protocol)."""
+    from src.utils.outputs import read_topk
+    import pandas as pd
+    run = tmp_path / "run"
+    cfg = train_config(run, ["model=pop"])
+    train(cfg)
+    (run / ".hydra").mkdir()
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    out = evaluate(_eval_config(tmp_path / "eval", [f"run_dir={run}", "mask_valid_in_test=false"]))
+    assert out["mask_valid_in_test"] is False
+    inter = pd.read_csv(ml100k_dir / "ml100k.inter", sep="\t")
+    valid = inter[inter.x_label == 1].groupby("userID")["itemID"].apply(set).to_dict()
+    train_items = inter[inter.x_label == 0].groupby("userID")["itemID"].apply(set).to_dict()
+    ours, mmrec = read_topk(run / "topk.tsv"), read_topk(tmp_path / "eval" / "topk.tsv")
+    assert any(set(mmrec[u]) & valid.get(u, set()) for u in mmrec)  # validation items now appear
+    assert not any(set(ours[u]) & valid.get(u, set()) for u in ours)
+    assert not any(set(mmrec[u]) & train_items[u] for u in mmrec)  # training items still masked
