@@ -1,19 +1,14 @@
 """BM3: the loss on hand-made cases, dropout views, eval scores, gradients, a short ml100k run."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 
 from src.data.formats import Interactions, RecData
 from src.data.graph_store import GraphStore
 from src.models.bm3 import BM3, dropped_rows
-from src.train import train
-from tests.helpers import train_config
+from tests.model_checks import random_recall_at_20, short_run
 
 
 def make_data(pairs: list[tuple[int, int]], n_users: int, n_items: int,
@@ -148,14 +143,8 @@ def test_targets_carry_no_gradient():
 
 
 def test_short_ml100k_run_learns(tmp_path, ml100k_dir):
-    cfg = train_config(tmp_path, ["model=bm3", "trainer.max_epochs=3", "seed=1"])
-    train(cfg)
-    m = json.loads((tmp_path / "metrics.json").read_text())
-    logged = pd.read_csv(tmp_path / "csv" / "metrics.csv")
-    loss = logged["train/loss"].dropna().to_numpy()
-    assert np.isfinite(loss).all() and len(loss) == 3 and loss[-1] < loss[0]
-    assert {"train/loss_rec", "train/loss_reg", "train/loss_align_text", "train/loss_mask_kg"} <= set(logged.columns)
-    inter = pd.read_csv(ml100k_dir / "ml100k.inter", sep="\t")
-    seen = inter[inter.x_label < 2].groupby("userID").size()
-    random_recall = float(np.mean(20 / (inter.itemID.nunique() - seen)))
-    assert m["test"]["recall@20"] > 3 * random_recall
+    metrics, losses = short_run(tmp_path, ["model=bm3", "trainer.max_epochs=3", "seed=1"])
+    loss = losses["train/loss"].to_numpy()
+    assert np.isfinite(losses.to_numpy()).all() and len(loss) == 3 and loss[-1] < loss[0]
+    assert {"train/loss_rec", "train/loss_reg", "train/loss_align_text", "train/loss_mask_kg"} <= set(losses.columns)
+    assert metrics["test"]["recall@20"] > 3 * random_recall_at_20(ml100k_dir)

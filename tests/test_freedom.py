@@ -1,10 +1,7 @@
 """FREEDOM: frozen KNN item graph, per-epoch degree-sensitive pruning, losses, a short ml100k run."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
@@ -13,8 +10,7 @@ from src.data.formats import Interactions, RecData, load_dataset
 from src.data.graph_store import GraphStore
 from src.models.freedom import FREEDOM, modality_graph_weights
 from src.models.layers import SparseOp
-from src.train import train
-from tests.helpers import train_config
+from tests.model_checks import random_recall_at_20, short_run
 
 ML100K_MODALITIES = {"text": "text_feat.npy", "kg": "kg_feat.npy"}
 
@@ -221,14 +217,8 @@ def test_refuses_id_only_data():
 # ---------------------------------------------------------------- short run on ml100k
 
 def test_short_ml100k_run_learns(tmp_path, ml100k_dir):
-    cfg = train_config(tmp_path, ["model=freedom", "trainer.max_epochs=3", "seed=1"])
-    train(cfg)
-    m = json.loads((tmp_path / "metrics.json").read_text())
-    logged = pd.read_csv(tmp_path / "csv" / "metrics.csv")
-    loss = logged["train/loss"].dropna().to_numpy()
-    assert np.isfinite(loss).all() and len(loss) == 3 and loss[-1] < loss[0]
-    assert {"train/loss_bpr", "train/loss_bpr_text", "train/loss_bpr_kg"} <= set(logged.columns)
-    inter = pd.read_csv(ml100k_dir / "ml100k.inter", sep="\t")
-    seen = inter[inter.x_label < 2].groupby("userID").size()
-    random_recall = float(np.mean(20 / (inter.itemID.nunique() - seen)))
-    assert m["test"]["recall@20"] > 3 * random_recall
+    metrics, losses = short_run(tmp_path, ["model=freedom", "trainer.max_epochs=3", "seed=1"])
+    loss = losses["train/loss"].to_numpy()
+    assert np.isfinite(losses.to_numpy()).all() and len(loss) == 3 and loss[-1] < loss[0]
+    assert {"train/loss_bpr", "train/loss_bpr_text", "train/loss_bpr_kg"} <= set(losses.columns)
+    assert metrics["test"]["recall@20"] > 3 * random_recall_at_20(ml100k_dir)
