@@ -20,15 +20,7 @@ Follows MMRec's `bm3.py` (enoche/MMRec @ e775373):
 Any number of modalities: one projection and one (alignment + masking) pair per modality
 (MMRec has one for image and one for text).
 
-Deliberate departures from MMRec:
-- MMRec trains BM3 on (user, positive) pairs only (`use_neg_sampling: False`); the harness's
-  batches also carry a negative item, which is ignored here. The pairs are the same (every
-  training pair once per epoch, shuffled).
-- Dropout masks are drawn for the batch's distinct users/items only and shared by repeated
-  ids, which is what MMRec's dropout of the full tables gives once indexed; the modality
-  projections and predictor are applied to the batch's distinct items only (MMRec projects
-  every item each step; the loss and its gradients are the same).
-- No 1e-7 epsilon in the graph degrees (zero degrees map to 0; see `graphs.user_item_adjacency`).
+Deliberate departures from MMRec: see the class docstring.
 """
 from __future__ import annotations
 
@@ -53,6 +45,18 @@ def dropped_rows(table: Tensor, ids: Tensor, p: float) -> Tensor:
 
 
 class BM3(Recommender):
+    """BM3 as described in the module docstring. Deliberate departures from MMRec:
+
+    - MMRec trains BM3 on (user, positive) pairs only (`use_neg_sampling: False`); the harness's
+      batches also carry a negative item, which is ignored here. The pairs are the same (every
+      training pair once per epoch, shuffled).
+    - Dropout masks are drawn for the batch's distinct users/items only and shared by repeated
+      ids, which is what MMRec's dropout of the full tables gives once indexed; the modality
+      projections and predictor are applied to the batch's distinct items only (MMRec projects
+      every item each step; the loss and its gradients are the same).
+    - No 1e-7 epsilon in the graph degrees (zero degrees map to 0; see `graphs.user_item_adjacency`).
+    """
+
     requires_modalities = True
 
     def __init__(self, data: RecData, graphs, embedding_dim: int = 64, n_layers: int = 1,

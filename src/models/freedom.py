@@ -27,23 +27,7 @@ modality, and the IMAGE role (`mm_image_weight`) to the other (Amazon image+text
 ml100k text+kg: text 0.9, kg 0.1). With three or more, or whenever `modality_weights`
 ({name: weight}, all modalities) is given, those weights are used (default: equal).
 
-Deliberate departures from MMRec:
-- KNN lists come from the data module's blocked exact top-k (`GraphStore.item_knn`, cached
-  per dataset), never a dense n_items x n_items similarity; ties go to the lower index.
-  MMRec's `torch.topk` on the dense similarity does NOT mask the diagonal, so each item is
-  normally its own first neighbour (k - 1 true neighbours). `knn_include_self=True` (the
-  default) reproduces that, via `cosine_topk(..., exclude_self=False)` through
-  `GraphStore.cached`; `False` uses the shared self-excluded lists.
-- Pruning draws with an exponential race (`topk(w / Exp(1))`), which is what
-  `torch.multinomial(w, n, replacement=False)` does internally (identical draws under the
-  same seed on the CPU) but without its 2^24-category limit. It uses torch's global RNG, so
-  runs are repeatable under `seed_everything`.
-- Degrees use no 1e-7 epsilon (zero degrees map to 0); the feature projections are applied to
-  the batch's items only (the loss and its gradients are the same as projecting all items).
-- Unused MMRec options are not exposed: `lambda_coeff`, `cf_model`, `weight_size` and
-  `degree_ratio` are read by MMRec's FREEDOM but never used; `feat_embed_dim` must equal the
-  ID embedding size (a user embedding is dotted with projected features), so it is tied to
-  `embedding_dim`.
+Deliberate departures from MMRec: see the class docstring.
 """
 from __future__ import annotations
 
@@ -110,12 +94,36 @@ def item_item_graph(graphs, modalities: list[str], weights: dict[str, float], kn
 
 
 class FREEDOM(Recommender):
+    """FREEDOM as described in the module docstring. Deliberate departures from MMRec:
+
+    - KNN lists come from the data module's blocked exact top-k (`GraphStore.item_knn`, cached
+      per dataset), never a dense n_items x n_items similarity; ties go to the lower index.
+      MMRec's `torch.topk` on the dense similarity does NOT mask the diagonal, so each item is
+      normally its own first neighbour (k - 1 true neighbours). `knn_include_self=True` (the
+      default) reproduces that, via `cosine_topk(..., exclude_self=False)` through
+      `GraphStore.cached`; `False` uses the shared self-excluded lists. An all-zero feature
+      row has similarity 0 with every item here (MMRec would divide by a zero norm).
+    - Modality roles generalised to any names and counts (module docstring); on Amazon
+      image+text the weights are MMRec's.
+    - Pruning draws with an exponential race (`topk(w / Exp(1))`), which is what
+      `torch.multinomial(w, n, replacement=False)` does internally (identical draws under the
+      same seed on the CPU) but without its 2^24-category limit. It uses torch's global RNG, so
+      runs are repeatable under `seed_everything`.
+    - Degrees use no 1e-7 epsilon (zero degrees map to 0); the feature projections are applied to
+      the batch's items only (the loss and its gradients are the same as projecting all items);
+      with `reg_weight = 0` the modality BPR terms are skipped instead of multiplied by zero.
+    - Unused MMRec options are not exposed: `lambda_coeff`, `cf_model`, `weight_size` and
+      `degree_ratio` are read by MMRec's FREEDOM but never used; `feat_embed_dim` must equal the
+      ID embedding size (a user embedding is dotted with projected features), so it is tied to
+      `embedding_dim`.
+    """
+
     requires_modalities = True
 
     def __init__(self, data: RecData, graphs, embedding_dim: int = 64, knn_k: int = 10,
                  knn_include_self: bool = True, mm_image_weight: float = 0.1,
                  modality_weights: dict[str, float] | None = None, n_mm_layers: int = 1,
-                 n_ui_layers: int = 2, dropout: float = 0.8, reg_weight: float = 0.0,
+                 n_ui_layers: int = 2, dropout: float = 0.8, reg_weight: float = 1e-4,
                  finetune_features: bool = True):
         super().__init__(data)
         if not 0.0 <= dropout < 1.0:
