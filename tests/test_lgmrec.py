@@ -173,7 +173,7 @@ def test_id_only_dataset_is_refused():
 
 
 def test_short_ml100k_run_learns(tmp_path, ml100k_dir):
-    cfg = train_config(tmp_path, ["model=lgmrec", "trainer.max_epochs=3", "+trainer.limit_train_batches=12",
+    cfg = train_config(tmp_path, ["model=lgmrec", "trainer.max_epochs=3", "+trainer.limit_train_batches=8",
                                   "seed=1"])
     train(cfg)
     m = json.loads((tmp_path / "metrics.json").read_text())
