@@ -447,7 +447,6 @@ def test_configs_compose(tmp_path, ml100k_dir):
     import hydra
     cfg = train_config(tmp_path, ["model=spumr", "lambda_kl=5e-3", "lambda_u=1e-4"])
     assert cfg.model.net.lambda_kl == 5e-3 and cfg.model.net.lambda_u == 1e-4
-    from src.data.datamodule import RecDataModule  # noqa: F401
     dm = hydra.utils.instantiate(cfg.dataset)
     dm.setup("fit")
     module = hydra.utils.instantiate(cfg.model, _partial_=True)(data=dm.data, graphs=dm.graphs)
