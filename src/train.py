@@ -16,6 +16,7 @@ os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 
 import hydra  # noqa: E402
 import lightning as L  # noqa: E402
+import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from src.utils.callbacks import RunRecorder  # noqa: E402
@@ -33,6 +34,8 @@ def _find(callbacks, kind):
 @task_wrapper
 def train(cfg: DictConfig) -> dict:
     """Fit (unless the model has nothing to train), test the best checkpoint, write outputs."""
+    if cfg.get("num_threads") is not None:
+        torch.set_num_threads(int(cfg.num_threads))
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
