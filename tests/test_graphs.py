@@ -7,8 +7,8 @@ import scipy.sparse as sp
 import torch
 
 from src.data import graphs
-from src.data.graphs import (CSROperator, cosine_topk, jaccard_topk, knn_graphs, profile_sums,
-                             row_normalize, sparse_propagate, sym_norm, sym_norm_with_self_loops,
+from src.data.graphs import (cosine_topk, jaccard_topk, knn_graphs, profile_sums,
+                             row_normalize, sym_norm, sym_norm_with_self_loops,
                              topk_adjacency, user_item_adjacency)
 from tests.graph_refs import random_binary, ref_cosine, ref_jaccard, ref_topk
 
@@ -288,45 +288,3 @@ def test_user_item_adjacency_matches_lightgcn_formula():
 def test_user_item_adjacency_float32_by_default():
     r = sp.csr_matrix(np.eye(3, dtype=np.float32))
     assert user_item_adjacency(r).dtype == torch.float32
-
-
-# --------------------------------------------------------------------------- propagation
-
-@pytest.mark.parametrize("readout", ["last", "mean"])
-@pytest.mark.parametrize("n_layers", [0, 1, 3])
-def test_sparse_propagate_matches_dense_powers(readout, n_layers):
-    a_t, a = random_sparse_nonneg(8, seed=14)
-    a_t = sym_norm(a_t)
-    a_d = a_t.to_dense().numpy()
-    x = torch.randn(8, 3, dtype=DT, requires_grad=True)
-    out = sparse_propagate(a_t, x, n_layers, readout=readout)
-    layers = [np.linalg.matrix_power(a_d, l) @ x.detach().numpy() for l in range(n_layers + 1)]
-    expected = layers[-1] if readout == "last" else np.mean(layers, axis=0)
-    np.testing.assert_allclose(out.detach().numpy(), expected, atol=1e-12)
-    out.sum().backward()                                             # gradients reach x
-    ops = [np.linalg.matrix_power(a_d, l) for l in range(n_layers + 1)]
-    op = ops[-1] if readout == "last" else np.mean(ops, axis=0)
-    np.testing.assert_allclose(x.grad.numpy(), op.T @ np.ones((8, 3)), atol=1e-12)
-
-
-@pytest.mark.parametrize("readout", ["last", "mean"])
-def test_csr_operator_matches_coo_forward_and_gradient(readout):
-    a_t, _ = random_sparse_nonneg(10, seed=15)                        # not symmetric: A^T matters
-    a_t = row_normalize(a_t, self_weight=1.0)
-    x1 = torch.randn(10, 4, dtype=DT, requires_grad=True)
-    x2 = x1.detach().clone().requires_grad_()
-    out1 = sparse_propagate(a_t, x1, 3, readout)
-    out2 = sparse_propagate(CSROperator(a_t).to("cpu"), x2, 3, readout)
-    np.testing.assert_allclose(out2.detach().numpy(), out1.detach().numpy(), atol=1e-12)
-    weights = torch.randn(10, 4, dtype=DT)
-    (out1 * weights).sum().backward()
-    (out2 * weights).sum().backward()
-    np.testing.assert_allclose(x2.grad.numpy(), x1.grad.numpy(), atol=1e-12)
-
-
-def test_sparse_propagate_rejects_bad_arguments():
-    a = torch.eye(2).to_sparse()
-    with pytest.raises(ValueError, match="readout"):
-        sparse_propagate(a, torch.ones(2, 1), 1, readout="sum")
-    with pytest.raises(ValueError, match="n_layers"):
-        sparse_propagate(a, torch.ones(2, 1), -1)

@@ -10,10 +10,6 @@ similarity, ties broken by the lower column index, self excluded before the top-
 """
 from __future__ import annotations
 
-import copy
-import warnings
-from typing import Literal
-
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -25,9 +21,7 @@ from src.data.sparse_utils import (as_coo, binary_csr, check_nonneg, check_squar
 
 __all__ = ["cosine_topk", "knn_graphs", "profile_sums", "unit_rows", "scipy_to_torch",
            "topk_adjacency", "jaccard_topk", "sym_norm", "sym_norm_with_self_loops",
-           "row_normalize", "user_item_adjacency", "sparse_propagate", "CSROperator"]
-
-Readout = Literal["last", "mean"]
+           "row_normalize", "user_item_adjacency"]
 
 # Cells of one padded float64 block in the Jaccard top-k selection (2**24 cells = 128 MiB).
 DENSE_BLOCK_ELEMENTS = 2 ** 24
@@ -198,58 +192,3 @@ def user_item_adjacency(r: sp.spmatrix) -> Tensor:
     cols = np.concatenate([b.col + n_u, b.row]).astype(np.int64)
     values = torch.ones(len(rows), dtype=float_dtype(b.dtype))
     return sym_norm(make_coo(torch.from_numpy(np.vstack([rows, cols])), values, (n_u + n_i, n_u + n_i)))
-
-
-# --------------------------------------------------------------------------- propagation
-
-class _CSRMatmul(torch.autograd.Function):
-    """`A @ x` whose backward uses a precomputed CSR of A^T (torch would transpose each time)."""
-
-    @staticmethod
-    def forward(ctx, a: Tensor, a_t: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.a_t = a_t
-        return a @ x
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        return None, None, ctx.a_t @ grad
-
-
-class CSROperator:
-    """A fixed sparse matrix held as CSR plus its transposed CSR, for repeated `A @ x`.
-
-    Opt-in speed-up over `torch.sparse.mm` on a COO tensor. Measured on the 2-core CPU, 3 layers
-    of 64-d propagation, forward + backward: 117 ms (COO) / 72 ms (CSR) / 27 ms (this) on the
-    Clothing-sized LightGCN adjacency (559k entries). Gradients flow to `x` only.
-    """
-
-    def __init__(self, a: Tensor):
-        a = as_coo(a, "CSROperator input")
-        self.shape = tuple(a.shape)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            self.csr = a.to_sparse_csr()
-            self.csr_t = a.t().coalesce().to_sparse_csr()
-
-    def __matmul__(self, x: Tensor) -> Tensor:
-        return _CSRMatmul.apply(self.csr, self.csr_t, x)
-
-    def to(self, device: str | torch.device) -> "CSROperator":
-        out = copy.copy(self)
-        out.csr, out.csr_t = self.csr.to(device), self.csr_t.to(device)
-        return out
-
-
-def sparse_propagate(a: Tensor | CSROperator, x: Tensor, n_layers: int,
-                     readout: Readout = "last") -> Tensor:
-    """Apply `a` to `x` n_layers times; the last layer, or the mean of layers 0..L (LightGCN)."""
-    if n_layers < 0:
-        raise ValueError(f"n_layers must be >= 0, got {n_layers}")
-    if readout not in ("last", "mean"):
-        raise ValueError(f"readout must be 'last' or 'mean', got {readout!r}")
-    h, total = x, x
-    for _ in range(n_layers):
-        h = a @ h if isinstance(a, CSROperator) else torch.sparse.mm(a, h)
-        if readout == "mean":
-            total = total + h
-    return h if readout == "last" else total / (n_layers + 1)
