@@ -144,7 +144,7 @@ def gate_sigma_figure(ok: pd.DataFrame, out_dir: Path) -> list[Path]:
                             xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("mean σ (users)")
     ax.set_ylabel("mean gate weight")
-    ax.set_title("Gate weight against σ per modality" + (f" (labels: {level})" if level else ""))
+    ax.set_title("Gate weight against σ per modality" + (f" (labels: {level})" if level else ""), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -48,14 +48,15 @@ class PairedTest:
 def paired_ttest(ref: pd.Series, other: pd.Series) -> tuple[float, float, int]:
     """Two-sided `ttest_rel` over the seeds present in both series (indexed by seed).
 
-    Returns (t, p, n); t and p are NaN with fewer than 2 common seeds or when every
-    difference is zero.
+    Returns (t, p, n); t and p are NaN with fewer than 2 common seeds or when the differences
+    are the same for every seed (up to rounding; the test is undefined there).
     """
     common = ref.index.intersection(other.index)
     if len(common) < 2:
         return math.nan, math.nan, len(common)
     a, b = ref.loc[common].to_numpy(float), other.loc[common].to_numpy(float)
-    if np.all(a - b == 0):
+    d = a - b
+    if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):  # identical differences: t is 0/0 or ±inf
         return math.nan, math.nan, len(common)
     res = stats.ttest_rel(a, b)
     return float(res.statistic), float(res.pvalue), len(common)
@@ -145,6 +146,7 @@ def section_table(jobs: pd.DataFrame, row: str, stage: str = "test", reference: 
                   metrics: tuple[str, ...] = TABLE_METRICS, digits: int = 4) -> tuple[str, list[str]]:
     """One markdown table and its notes (strongest other row and p-value per column)."""
     cols = [f"{stage}/{m}" for m in metrics]
+    jobs = jobs.assign(**{c: math.nan for c in cols if c not in jobs.columns})  # shown as "–"
     agg = aggregate(jobs, row, cols)
     labels = list(agg.index)
     ref = find_reference(labels, reference) if row == "label" else None
