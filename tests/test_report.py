@@ -69,6 +69,7 @@ def test_table_has_the_expected_means_stds_marks_and_improvements(table2_sweep):
     assert EXPECTED_TABLE in text, text
     assert "sample standard deviation (ddof = 1)" in text and "scipy.stats.ttest_rel" in text
     assert result.counts == {"ok": 12, "failed": 1, "missing": 1, "incomplete": 1}
+    assert "| ds | SPUMR | 3 | 10.0 | 3.0 | 0.5 |" in text  # run times: epochs, best epoch, s/epoch
 
 
 def test_paired_t_tests_match_the_closed_form(table2_sweep):
@@ -180,3 +181,33 @@ def test_sensitivity_and_noise_figures(tmp_path):
     assert {"noise.fraction", "gate/text_user_mean", "sigma/kg_user_mean"} <= set(summary)
     assert not (noise / "best.json").exists()  # noise levels are conditions, not settings to choose
     assert "## ds · noise.fraction=0.5" in (noise / "table.md").read_text()
+
+
+def test_ablation_table_rows_are_the_variants_with_spumr_as_reference(tmp_path):
+    variants = {"full": "SPUMR", "wo_msg": "w/o MSG", "wo_csg": "w/o CSG", "wo_upa": "w/o UPA"}
+    base = {"full": 0.30, "wo_msg": 0.25, "wo_csg": 0.27, "wo_upa": 0.28}
+    num = 0
+    for key, name in variants.items():
+        for seed in (1, 2, 3):
+            value = base[key] + seed / 1000 + (seed == 2) * (key == "full") / 1000
+            write_job(tmp_path, num, "spumr", seed=seed, overrides=[f"+ablation={key}", f"seed={seed}"],
+                      config={"variant": name}, test={m: value for m in ("recall@10", "recall@20", "ndcg@10", "ndcg@20")})
+            num += 1
+    write_report(tmp_path, figures=False)
+    text = (tmp_path / "table.md").read_text()
+    first_table = text.split("## ds\n\n", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split(" | ")[0].lstrip("| ") for line in first_table.splitlines()][2:]
+    assert rows == ["w/o MSG", "w/o CSG", "w/o UPA", "SPUMR", "Improv."]
+    # SPUMR vs w/o UPA: differences 0.02, 0.021, 0.02 -> t = 0.0203 / (0.000577 / sqrt 3) = 61, p ~ 0.00027
+    t, p = p_two_sided_df2([0.02, 0.021, 0.02])
+    assert p < 0.05 and "vs w/o UPA" in text and "**0.3023 ± 0.0012**\\*" in text
+    assert "+7.21%" in text  # (0.302333 - 0.282) / 0.282; SPUMR runs 0.301, 0.303, 0.303
+    assert not (tmp_path / "best.json").exists()  # variants are rows, not a grid
+
+
+def test_modality_keys_read_spumr_uncertainty_names():
+    from src.reporting.figures import modality_keys
+    cols = ["gate/text_user_mean", "gate/text_item_mean", "gate/text_mean", "sigma/kg_item_mean",
+            "sigma/kg_mean", "corr/text_user", "gate/kg_mean", "sigma/text_user_mean"]
+    assert modality_keys(cols, "gate") == {"text": "gate/text_user_mean", "kg": "gate/kg_mean"}
+    assert modality_keys(cols, "sigma") == {"text": "sigma/text_user_mean", "kg": "sigma/kg_mean"}

@@ -27,7 +27,8 @@ PLAN_FILE = "sweep_plan.json"
 ERROR_FILE = "error.txt"
 METRICS_FILE = "metrics.json"
 STAGES = ("val", "test")
-RUN_FIELDS = ("best_epoch", "epochs", "train_seconds", "seconds_per_epoch", "eval_seconds_per_pass")
+RUN_FIELDS = ("best_epoch", "epochs", "train_seconds", "seconds_per_epoch", "eval_seconds_per_pass",
+              "wall_seconds")
 # override keys that identify a job rather than a setting of it
 IDENTITY_KEYS = ("model", "dataset", "seed", "ablation", "experiment")
 
@@ -139,8 +140,17 @@ def read_job(job_dir: Path) -> dict:
             for stage in STAGES:
                 row.update({f"{stage}/{k}": v for k, v in (metrics.get(stage) or {}).items()})
             row.update({k: metrics.get(k) for k in RUN_FIELDS})
+            row["wall_seconds"] = _wall_seconds(job_dir)
             row.update({k: v for k, v in (metrics.get("uncertainty") or {}).items()})
     return row
+
+
+def _wall_seconds(job_dir: Path) -> float | None:
+    """Job start (its config snapshot) to end (metrics.json), from file times."""
+    start, end = job_dir / ".hydra" / "config.yaml", job_dir / METRICS_FILE
+    if not start.is_file():
+        return None
+    return round(end.stat().st_mtime - start.stat().st_mtime, 1)
 
 
 def expand_plan(params: dict, task_overrides: list[str], config_loader=None) -> list[list[str]]:

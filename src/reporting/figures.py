@@ -78,7 +78,7 @@ def modality_keys(columns, kind: str) -> dict[str, str]:
     for suffix in ("_user_mean", "_mean"):
         for c in columns:
             m = re.fullmatch(rf"{kind}/(.+?){suffix}", str(c))
-            if m and m.group(1) not in found and not m.group(1).endswith("_user"):
+            if m and m.group(1) not in found and not m.group(1).endswith(("_user", "_item")):
                 found[m.group(1)] = c
     return found
 

@@ -20,7 +20,8 @@ from scipy import stats
 TABLE_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 SHORT = {"recall": "R", "ndcg": "N", "precision": "P", "map": "MAP"}
 # DESIGN.md's model names in the order the paper's tables list them; others follow, sorted
-MODEL_ORDER = ("pop", "mf", "lightgcn", "vbpr", "mmgcn", "freedom", "bm3", "lgmrec", "damrs")
+MODEL_ORDER = ("pop", "mf", "lightgcn", "vbpr", "mmgcn", "freedom", "bm3", "lgmrec", "damrs",
+               "w/o MSG", "w/o CSG", "w/o UPA")  # then Table 3's ablation variants (conf/ablation/)
 DISPLAY = {"pop": "Pop", "mf": "MF-BPR", "lightgcn": "LightGCN", "vbpr": "VBPR", "mmgcn": "MMGCN",
            "freedom": "FREEDOM", "bm3": "BM3", "lgmrec": "LGMRec", "damrs": "DA-MRS", "spumr": "SPUMR"}
 ALPHA = 0.05
@@ -217,6 +218,8 @@ def markdown_report(ok: pd.DataFrame, settings: list[str], problems: pd.DataFram
                 "of the column. \\*: p < 0.05 in a two-sided paired t-test (scipy.stats.ttest_rel) "
                 "against that row over the seeds both have, runs paired by seed."]
     out.append("")
+    if not ok.empty:
+        out += [timing_table(ok), ""]
     if not problems.empty:
         out += ["## Jobs not in the table", "", "| job | status | overrides | error |", "|---|---|---|---|"]
         for _, r in problems.iterrows():
@@ -224,3 +227,22 @@ def markdown_report(ok: pd.DataFrame, settings: list[str], problems: pd.DataFram
             out.append(f"| {r['job']} | {r['status']} | {r.get('overrides', '') or ''} | {err} |")
         out.append("")
     return "\n".join(out)
+
+
+def timing_table(ok: pd.DataFrame) -> str:
+    """Per dataset and row label: runs, mean epochs, best epoch, seconds per epoch, wall minutes."""
+    cols = {"epochs": "epochs", "best_epoch": "best epoch", "seconds_per_epoch": "s/epoch",
+            "wall_seconds": "wall min/run"}
+    lines = ["## Run times", "", "| dataset | row | runs | " + " | ".join(cols.values()) + " |",
+             "|---|---|---:|" + "---:|" * len(cols)]
+    for (dataset, label), part in ok.groupby(["dataset", "label"], sort=True, dropna=False):
+        cells = []
+        for c in cols:
+            v = part[c].astype(float).mean() if c in part and part[c].notna().any() else math.nan
+            if c == "wall_seconds":
+                v = v / 60
+            cells.append("–" if math.isnan(v) else f"{v:.1f}")
+        lines.append(f"| {dataset} | {display_name(label)} | {len(part)} | " + " | ".join(cells) + " |")
+    lines += ["", "Means over the row's runs; `s/epoch` is training time only (evaluation excluded); "
+              "wall time runs from the job's config snapshot to its metrics.json."]
+    return "\n".join(lines)
