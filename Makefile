@@ -13,7 +13,7 @@ BENCH_ARGS ?=
 # for the CPU build of torch on a machine with no local wheel.
 PIP_ARGS   ?=
 
-.PHONY: help install data train test test-full bench clean clean-data
+.PHONY: help install data raw verify train test test-full bench clean clean-data
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z_-]+:.*?## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,6 +31,12 @@ $(DATA_DIR)/ml100k/.complete: | $(VENV)/.installed
 
 data: $(VENV)/.installed ## Build or fetch a dataset into data/<name>/ (DATASET=ml100k|baby_ids|synthetic|baby|...)
 	$(PY) src/prepare_data.py dataset=$(DATASET) $(ARGS)
+
+raw: $(VENV)/.installed ## Build DATASET from raw Amazon files: make raw DATASET=baby RAW_DIR=<dir> [SOURCE=amazon2018 CATEGORY=Toys_and_Games]
+	$(PY) src/prepare_data.py source=$(or $(SOURCE),amazon2014) raw_dir=$(RAW_DIR) name=$(DATASET) $(if $(CATEGORY),category=$(CATEGORY)) $(ARGS)
+
+verify: $(VENV)/.installed ## Check data/<DATASET> (format, feature shapes, the paper's Table 1); fails on a mismatch
+	$(PY) src/prepare_data.py dataset=$(DATASET) verify_only=true $(ARGS)
 
 train: $(VENV)/.installed $(DATA_DIR)/ml100k/.complete ## Train (default: SPUMR on ml100k); pass overrides with ARGS="model=lightgcn seed=1"
 	$(PY) src/train.py $(ARGS)

@@ -10,6 +10,7 @@ item Jaccard top-k, all with k = 10.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from pathlib import Path
@@ -89,6 +90,8 @@ def main() -> None:
         total += dt
         print(f"  {j._nnz()} edges")
     print(f"{'total':<48s} {total:8.2f} s")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory {peak:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def train(cfg: DictConfig) -> dict:
         metrics = collect_metrics(cfg, trainer, module, recorder)
         if trainer.is_global_zero:
             users, topk = module.test_topk
-            write_topk(out_dir / "topk.tsv", users.numpy(), topk.numpy())
+            write_topk(out_dir / "topk.tsv", users.numpy(), topk.numpy(), datamodule.data.n_items)
             write_metrics(out_dir / "metrics.json", metrics)
             log.info("test: %s", {k: round(v, 4) for k, v in metrics["test"].items() if k.endswith("@20")})
             log.info("outputs in %s", out_dir)

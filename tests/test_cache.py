@@ -30,7 +30,7 @@ def sparse_value() -> dict:
 
 def assert_same(a, b):
     assert a.keys() == b.keys()
-    assert a["adj"].is_sparse and a["adj"].is_coalesced()
+    assert all(v["adj"].is_sparse and v["adj"].is_coalesced() for v in (a, b))
     assert torch.equal(a["adj"].to_dense(), b["adj"].to_dense())
     assert all(torch.equal(x, y) for x, y in zip(a["lists"], b["lists"]))
     assert a["note"] == b["note"] and a["k"] == b["k"]

@@ -9,7 +9,7 @@ from src.data import graph_store
 from src.data.cache import GraphCache
 from src.data.formats import Interactions, RecData
 from src.data.graph_store import GraphStore
-from tests.test_graphs import ref_cosine, ref_jaccard, ref_topk
+from tests.graph_refs import ref_cosine, ref_jaccard, ref_topk
 
 N_USERS, N_ITEMS = 12, 9
 

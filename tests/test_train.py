@@ -90,3 +90,27 @@ def test_pop_from_the_command_line(tmp_path, ml100k_dir):
     popular = [i for i in np.argsort(-counts, kind="stable") if i not in seen[user]][:50]
     assert [counts[i] for i in topk[user]] == [counts[i] for i in popular]  # same counts (ties may reorder)
     assert (tmp_path / ".hydra" / "config.yaml").is_file()
+
+
+def test_small_catalogue_and_exhausted_users(tmp_path):
+    """Fewer than 50 items, and users with fewer unmasked items than the list length: the
+    missing slots are no recommendation (never a masked item) and the metrics stay exact."""
+    from src.data.prepare.synthetic import generate
+    data_dir = tmp_path / "data"
+    generate(data_dir / "small", n_users=40, n_items=30, n_interactions=600,
+             feature_dims={"image": 8, "text": 4}, seed=0)
+    out = tmp_path / "run"
+    cfg = train_config(out, ["model=pop", "dataset=synthetic", "dataset.name=small",
+                             f"paths.data_dir={data_dir}"])
+    cfg.paths.data_dir = str(data_dir)
+    train(cfg)
+    inter = pd.read_csv(data_dir / "small" / "small.inter", sep="\t")
+    test = inter[inter.x_label == 2].groupby("userID")["itemID"].apply(set).to_dict()
+    seen = inter[inter.x_label < 2].groupby("userID")["itemID"].apply(set).to_dict()
+    topk = read_topk(out / "topk.tsv")
+    for user, items in topk.items():
+        assert len(items) == 30 - len(seen[user]) and not set(items) & seen[user]
+    reported = json.loads((out / "metrics.json").read_text())["test"]
+    for k in (5, 10, 20, 50):
+        for name, value in naive_metrics(topk, test, k).items():
+            assert reported[name] == pytest.approx(value, abs=1e-9), name

@@ -32,7 +32,8 @@ class GraphStore:
     """Training-split graphs of `data`, cached by (name, params, data.fingerprint).
 
     `device` is where the cosine KNN graphs are computed (a GPU makes the 4096-d ones take
-    seconds); results are always returned on the CPU.
+    seconds); results are always returned on the CPU. Returned tensors are shared between
+    callers: do not modify them in place.
     """
 
     def __init__(self, data: RecData, cache: GraphCache | None = None,

@@ -72,11 +72,11 @@ def jaccard_topk(r: sp.spmatrix, k: int, *, chunk_size: int = 8192,
 
     Memory per chunk is bounded by `max_products` (the co-occurrence products its rows generate,
     an upper bound on its entries) and `DENSE_BLOCK_ELEMENTS`. Time grows with the number of
-    co-occurring pairs, sum_j deg(j)^2 over the columns: ~2 s for the users of Amazon Clothing,
-    ~20 s for 1.9e8 products (200k x 200k, 2M power-law entries). At 1M x 1M with 10M such
-    entries the users' sum is ~1.3e9 (a few minutes on 2 cores, memory still bounded by the
-    chunk); beyond that, cap the hub columns (drop or subsample the few most popular items)
-    before building the user graph.
+    co-occurring pairs, sum_j deg(j)^2 over the columns. Measured on the 2-core CPU with
+    power-law data (scripts/bench_graphs.py): Amazon Clothing size, users 0.9 s and items 0.2 s;
+    1M x 1M with 10M entries (1.3e9 user-user products), users 73 s and items 41 s, peak
+    memory 1.7 GB. Much beyond that, cap the hub columns (drop or subsample the few most popular
+    items) before building the user graph: the hubs make sum deg^2 explode.
     """
     b = binary_csr(r, "jaccard_topk matrix")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:

@@ -61,10 +61,19 @@ class RecommenderModule(L.LightningModule):
     # ---- evaluation -----------------------------------------------------------------------
     @torch.no_grad()
     def rank(self, batch: dict[str, Tensor]) -> Tensor:
-        """Top-`max_k` item ids per batch user, masked items excluded."""
+        """Top-`max_k` item ids per batch user, masked items excluded.
+
+        A slot that no unmasked item can fill (a user with fewer than max_k unmasked items, or
+        a catalogue smaller than max_k) holds the id `n_items`, which is never relevant.
+        """
         scores = self.net.full_scores(batch["users"]).float().contiguous()
+        n_items = scores.shape[1]
         scores[batch["exclude_row"], batch["exclude_col"]] = -math.inf
-        return torch.topk(scores, min(self.max_k, scores.shape[1]), dim=1).indices
+        values, topk = torch.topk(scores, min(self.max_k, n_items), dim=1)
+        topk = topk.masked_fill_(values == -math.inf, n_items)
+        if topk.shape[1] < self.max_k:
+            topk = torch.nn.functional.pad(topk, (0, self.max_k - topk.shape[1]), value=n_items)
+        return topk
 
     def on_validation_epoch_start(self) -> None:
         self.net.prepare_eval()
@@ -92,15 +101,21 @@ class RecommenderModule(L.LightningModule):
         self._log_metrics("test", self.test_metrics)
         # the model's diagnostics at the evaluated (best) checkpoint, for metrics.json
         self.test_stats = {k: float(v) for k, v in self.net.eval_stats().items()}
-        users = torch.cat([u for u, _ in self._test_parts])
-        topk = torch.cat([t for _, t in self._test_parts])
+        parts = self._test_parts
+        if self.trainer.world_size > 1:  # each rank ranked its own share of the users
+            gathered: list = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, parts)
+            parts = [p for rank_parts in gathered for p in rank_parts]
+        users = torch.cat([u for u, _ in parts])
+        topk = torch.cat([t for _, t in parts])
         self.test_topk = (users, topk)
         self.net.end_eval()
 
     def _log_metrics(self, stage: str, metric: RankingMetrics) -> None:
         values = metric.compute()
         for name, value in values.items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == "recall@20")
+            # already reduced across processes by torchmetrics; sync_dist only silences the DDP warning
+            self.log(f"{stage}/{name}", value, prog_bar=name == "recall@20", sync_dist=True)
         metric.reset()
 
     def _log_histograms(self) -> None:

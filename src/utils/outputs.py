@@ -29,10 +29,17 @@ def write_metrics(path: Path, metrics: dict) -> None:
     atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=False) + "\n")
 
 
-def write_topk(path: Path, users: np.ndarray, topk: np.ndarray) -> None:
-    """One line per test user, ascending ids: `userID<TAB>i1,i2,...,i50` (no header)."""
+def write_topk(path: Path, users: np.ndarray, topk: np.ndarray, n_items: int | None = None) -> None:
+    """One line per test user, ascending ids: `userID<TAB>i1,i2,...,i50` (no header).
+
+    Ids >= n_items mark slots no real item could fill (see `RecommenderModule.rank`) and
+    are left out, so such a line is shorter.
+    """
     order = np.argsort(users, kind="stable")
-    lines = [f"{u}\t{','.join(map(str, row))}" for u, row in zip(users[order].tolist(), topk[order].tolist())]
+    rows = topk[order].tolist()
+    if n_items is not None:
+        rows = [[i for i in row if i < n_items] for row in rows]
+    lines = [f"{u}\t{','.join(map(str, row))}" for u, row in zip(users[order].tolist(), rows)]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 

