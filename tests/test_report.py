@@ -211,3 +211,10 @@ def test_modality_keys_read_spumr_uncertainty_names():
             "sigma/kg_mean", "corr/text_user", "gate/kg_mean", "sigma/text_user_mean"]
     assert modality_keys(cols, "gate") == {"text": "gate/text_user_mean", "kg": "gate/kg_mean"}
     assert modality_keys(cols, "sigma") == {"text": "sigma/text_user_mean", "kg": "sigma/kg_mean"}
+
+
+def test_a_single_run_dir_is_a_one_job_report(tmp_path):
+    job = write_job(tmp_path, 0, "mf", test={"recall@20": 0.2})
+    result = write_report(job, figures=False)
+    assert result.counts == {"ok": 1} and (job / "table.md").is_file()
+    assert pd.read_csv(job / "summary.csv")["test/recall@20"].tolist() == [0.2]

@@ -113,3 +113,14 @@ def test_noise_plan_excludes_pop_and_mf(loader):
     assert "model=pop" not in models and "model=mf" not in models and "model=lightgcn" in models
     assert {j[1] for j in jobs} == {"noise.fraction=0.0", "noise.fraction=0.2", "noise.fraction=0.5",
                                     "noise.fraction=1.0"}
+
+
+def test_metrics_json_counts_every_epoch_when_the_best_is_early(tmp_path, ml100k_dir):
+    """lr = 0: validation never improves after epoch 0, so the best checkpoint is epoch 0; the
+    run still trained 3 epochs (testing that checkpoint must not rewind the run's record)."""
+    from src.train import train
+    cfg = train_config(tmp_path, ["model=mf", "trainer.max_epochs=3", "+trainer.limit_train_batches=2",
+                                  "model.optimizer.lr=0.0", "seed=1"])
+    metrics = train(cfg)
+    assert metrics["best_epoch"] == 0 and metrics["epochs"] == 3
+    assert metrics["seconds_per_epoch"] == pytest.approx(metrics["train_seconds"] / 3)
