@@ -99,9 +99,24 @@ def _choice(group: str) -> str | None:
         return None
 
 
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except Exception:
+        if not _in_multirun():
+            raise
+        # Hydra's sweeper would re-raise this after the batch, skip the later batches and
+        # the end-of-sweep report; the traceback is in this job's error.txt (task_wrapper)
+        # and the report callback fails the sweep once every job has run.
+        log.error("job failed (traceback in %s/error.txt); the sweep goes on", cfg.paths.output_dir)
+        return None
     # for Hydra sweepers (e.g. Optuna): the value to optimise, always a validation metric
     name = cfg.get("optimized_metric")
     if name and metrics:

@@ -53,6 +53,11 @@ class Recommender(nn.Module):
         """Tensors to log as histograms when the logger supports them."""
         return {}
 
+    def final_embeddings(self) -> tuple[Tensor, Tensor]:
+        """(users `[n_users, d]`, items `[n_items, d]`): the representations scores are made
+        from, for analyses such as t-SNE (src/visualize.py). Call after `prepare_eval()`."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose final embeddings")
+
     @property
     def trainable(self) -> bool:
         return any(p.requires_grad for p in self.parameters())

@@ -47,3 +47,6 @@ class LightGCN(Recommender):
     def full_scores(self, users: Tensor) -> Tensor:
         user_all, item_all = self._cache if self._cache is not None else self.propagate()
         return user_all[users] @ item_all.T
+
+    def final_embeddings(self) -> tuple[Tensor, Tensor]:
+        return self._cache if self._cache is not None else self.propagate()

@@ -30,3 +30,6 @@ class MF(Recommender):
 
     def full_scores(self, users: Tensor) -> Tensor:
         return self.user_embedding(users) @ self.item_embedding.weight.T
+
+    def final_embeddings(self) -> tuple[Tensor, Tensor]:
+        return self.user_embedding.weight, self.item_embedding.weight
