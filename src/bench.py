@@ -46,6 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # large CPU tensors on huge pages (src/__init__.py)
 
 DEFAULT_MODELS = ("mf", "lightgcn", "vbpr", "mmgcn", "freedom", "bm3", "lgmrec", "damrs", "spumr")
 COLUMNS = ["model", "scale", "device", "threads", "graph_build_s", "setup_s", "epoch_s", "epoch_floor_s",
