@@ -337,7 +337,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
-    if args.worker:
+    if args.worker:  # progress (graph builds, faiss recall) on stderr; the row on stdout
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(asctime)s][%(name)s] %(message)s")
         row = measure(args)
         print("BENCH_ROW " + json.dumps(row), flush=True)
         return [row]

@@ -36,7 +36,7 @@ def _faiss():
 
 def build_index(xn: np.ndarray, kind: IndexKind = "ivf", nlist: int | None = None, nprobe: int = 16,
                 hnsw_m: int = 32, ef_construction: int = 80, ef_search: int = 64,
-                train_per_list: int = 40, seed: int = 0):
+                train_per_list: int = 40, niter: int = 10, seed: int = 0):
     """A faiss inner-product index over the unit rows `xn` (float32, C-contiguous)."""
     faiss = _faiss()
     n, d = xn.shape
@@ -52,6 +52,7 @@ def build_index(xn: np.ndarray, kind: IndexKind = "ivf", nlist: int | None = Non
         rng = np.random.default_rng(seed)
         sample = xn[np.sort(rng.choice(n, size=min(n, train_per_list * nlist), replace=False))]
         index.cp.seed = seed
+        index.cp.niter = niter   # k-means rounds for the cells (faiss's default 25 buys little here)
         index.train(sample)
         index.nprobe = min(nprobe, nlist)
     else:
@@ -63,7 +64,8 @@ def build_index(xn: np.ndarray, kind: IndexKind = "ivf", nlist: int | None = Non
 def faiss_topk(x: Tensor, k: int, *, index: IndexKind = "ivf", chunk_size: int = 65536, **params) -> Lists:
     """Approximate top-k cosine neighbours of every row of `x` (`[n, d]`), self excluded.
 
-    `params` go to `build_index` (nlist, nprobe, hnsw_m, ef_construction, ef_search, seed).
+    `params` go to `build_index` (nlist, nprobe, hnsw_m, ef_construction, ef_search, train_per_list,
+    niter, seed).
     Rows for which the index returns fewer than k other rows get exact lists instead.
     """
     x = check_features(x, "faiss_topk input").float().cpu()

@@ -41,7 +41,7 @@ def check_knn_options(knn: dict | None) -> dict:
         opts.setdefault("index", "ivf")
         opts.setdefault("recall_sample", 256)
         allowed = {"method", "index", "nlist", "nprobe", "hnsw_m", "ef_construction", "ef_search", "seed",
-                   "recall_sample", "chunk_size"}
+                   "recall_sample", "chunk_size", "train_per_list", "niter"}
         unknown = sorted(set(opts) - allowed)
         if unknown:
             raise ValueError(f"dataset knn options {unknown} are not known; expected some of {sorted(allowed)}")
