@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # large CPU tensors on huge pages (src/__init__.py)
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402

@@ -34,7 +34,8 @@ class RecDataModule(L.LightningDataModule):
                  builder: Callable[..., object] | None = None, missing_help: str = "",
                  train_batch_size: int = 2048, eval_batch_size: int = 4096, seed: int | None = 0,
                  mask_valid_in_test: bool = True, cache_graphs: bool = True,
-                 transform: Callable[[RecData], RecData] | None = None, **_: object):
+                 transform: Callable[[RecData], RecData] | None = None, knn: dict | None = None,
+                 **_: object):
         super().__init__()
         self.name, self.root = name, Path(data_dir) / name
         self.modalities = dict(modalities or {})
@@ -43,6 +44,7 @@ class RecDataModule(L.LightningDataModule):
         self.seed = 0 if seed is None else int(seed)
         self.mask_valid_in_test, self.cache_graphs = mask_valid_in_test, cache_graphs
         self.transform = transform
+        self.knn = dict(knn) if knn else None   # cosine KNN method: exact (default) or faiss
         self.data: RecData | None = None
         self.graphs: GraphStore | None = None
         self._eval: dict[str, EvalBatches] = {}
@@ -72,7 +74,7 @@ class RecDataModule(L.LightningDataModule):
             data = self.transform(data)
         self.data = data
         cache = GraphCache(self.root / "cache", data.fingerprint, enabled=self.cache_graphs)
-        self.graphs = GraphStore(data, cache)
+        self.graphs = GraphStore(data, cache, knn=self.knn)
         log.info("%r", data)
 
     # ---- batches -----------------------------------------------------------------------

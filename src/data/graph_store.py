@@ -28,6 +28,28 @@ T = TypeVar("T")
 BUILDERS_VERSION = 1
 
 
+KNN_METHODS = ("exact", "faiss")
+
+
+def check_knn_options(knn: dict | None) -> dict:
+    """`knn` config: {method: exact} (default) or {method: faiss, index: ivf|hnsw|flat, nlist,
+    nprobe, hnsw_m, ef_construction, ef_search, seed, recall_sample}."""
+    opts = {"method": "exact"} | dict(knn or {})
+    if opts["method"] not in KNN_METHODS:
+        raise ValueError(f"dataset knn.method must be one of {KNN_METHODS}, got {opts['method']!r}")
+    if opts["method"] == "faiss":
+        opts.setdefault("index", "ivf")
+        opts.setdefault("recall_sample", 256)
+        allowed = {"method", "index", "nlist", "nprobe", "hnsw_m", "ef_construction", "ef_search", "seed",
+                   "recall_sample", "chunk_size", "train_per_list", "niter"}
+        unknown = sorted(set(opts) - allowed)
+        if unknown:
+            raise ValueError(f"dataset knn options {unknown} are not known; expected some of {sorted(allowed)}")
+    elif len(opts) > 1:
+        raise ValueError(f"dataset knn.method=exact takes no options, got {sorted(set(opts) - {'method'})}")
+    return opts
+
+
 class GraphStore:
     """Training-split graphs of `data`, cached by (name, params, data.fingerprint).
 
@@ -37,10 +59,12 @@ class GraphStore:
     """
 
     def __init__(self, data: RecData, cache: GraphCache | None = None,
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, knn: dict | None = None):
         self.data = data
         self.cache = cache
         self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.knn = check_knn_options(knn)
+        self.knn_recall: dict[str, float] = {}   # "<side>/<modality>" -> recall@k of faiss lists
         self._memo: dict[tuple[str, str], object] = {}
         self._train_csr: sp.csr_matrix | None = None
 
@@ -92,11 +116,36 @@ class GraphStore:
 
     def _knn(self, modality: str, k: int) -> dict[str, Lists]:
         x = self.features(modality)
+        if self.knn["method"] == "faiss":
+            return self._faiss_knn(modality, x, k)
 
         def build() -> dict[str, Lists]:
             out = knn_graphs(self.train_csr(), x.to(self.device), k)
             return {side: (idx.cpu(), val.cpu()) for side, (idx, val) in out.items()}
         return self.cached("knn", {"modality": modality, "k": k, "v": BUILDERS_VERSION}, build)
+
+    def _faiss_knn(self, modality: str, x: Tensor, k: int) -> dict[str, Lists]:
+        """Approximate lists (`ann.faiss_topk`) of items by raw features and users by profiles;
+        recall@k against exact lists is measured on `recall_sample` rows of each side."""
+        from src.data.ann import faiss_topk, recall_at_k
+
+        opts = {key: v for key, v in self.knn.items() if key not in ("method", "recall_sample")}
+
+        def build() -> dict[str, Lists]:
+            out = {}
+            for side, rows in (("items", lambda: x), ("users", lambda: profile_sums(self.train_csr(), x))):
+                feats = rows()
+                out[side] = faiss_topk(feats, k, **opts)
+                recall = recall_at_k(feats, out[side][0], self.knn["recall_sample"])
+                out[f"recall_{side}"] = torch.tensor(recall)
+                log.info("faiss %s KNN of %s: recall@%d %.4f on %d sampled rows", side, modality, k,
+                         recall, self.knn["recall_sample"])
+            return out
+        params = {"modality": modality, "k": k, "v": BUILDERS_VERSION, **self.knn}
+        out = self.cached("knn_faiss", params, build)
+        for side in ("items", "users"):
+            self.knn_recall[f"{side}/{modality}"] = float(out[f"recall_{side}"])
+        return out
 
     def item_knn(self, modality: str, k: int) -> Lists:
         """Top-k cosine neighbours of each item by raw features: (indices, similarities) `[n_items, k]`.

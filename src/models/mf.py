@@ -22,7 +22,10 @@ class MF(Recommender):
         nn.init.xavier_normal_(self.item_embedding.weight)
 
     def loss_terms(self, users: Tensor, pos: Tensor, neg: Tensor) -> dict[str, Tensor]:
-        u, p, n = self.user_embedding(users), self.item_embedding(pos), self.item_embedding(neg)
+        # one gather for positives and negatives (one scatter in backward); plain indexing has a
+        # cheaper CPU backward than nn.Embedding's (docs/performance.md); same values and gradients
+        u = self.user_embedding.weight[users]
+        p, n = self.item_embedding.weight[torch.cat([pos, neg])].split(len(pos))
         terms = {"bpr": bpr_loss((u * p).sum(-1), (u * n).sum(-1))}
         if self.reg_weight:
             terms["reg"] = self.reg_weight * l2_reg(u, p, n)

@@ -44,6 +44,9 @@ PRESETS: dict[str, dict] = {
                          min_item_degree=5),
     "clothing_scale": dict(n_users=39_387, n_items=23_033, n_interactions=278_677,
                            feature_dims=PAPER_DIMS, min_item_degree=5),
+    # past the paper (issue 7): a million users and items, ten million interactions
+    "million_scale": dict(n_users=1_000_000, n_items=1_000_000, n_interactions=10_000_000,
+                          feature_dims={"image": 512, "text": 384}, min_item_degree=5),
 }
 FEATURE_CHUNK_ROWS = 1 << 15
 MAX_REPAIR_ROUNDS = 200
