@@ -69,7 +69,7 @@ def test_table_has_the_expected_means_stds_marks_and_improvements(table2_sweep):
     assert EXPECTED_TABLE in text, text
     assert "sample standard deviation (ddof = 1)" in text and "scipy.stats.ttest_rel" in text
     assert result.counts == {"ok": 12, "failed": 1, "missing": 1, "incomplete": 1}
-    assert "| ds | SPUMR | 3 | 10.0 | 3.0 | 0.5 |" in text  # run times: epochs, best epoch, s/epoch
+    assert "| ds | SPUMR | 3 | 10.0 | 3.0 | 0.50 |" in text  # run times: epochs, best epoch, s/epoch
 
 
 def test_paired_t_tests_match_the_closed_form(table2_sweep):

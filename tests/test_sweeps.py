@@ -27,7 +27,10 @@ def test_multirun_ends_with_a_report(tmp_path, ml100k_dir):
     assert run.returncode == 0, run.stderr[-3000:]
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert summary["status"].tolist() == ["ok", "ok"] and summary["model"].tolist() == ["pop", "mf"]
-    assert (tmp_path / "table.md").read_text().count("| Pop |") == 1
+    table = (tmp_path / "table.md").read_text()
+    lines = table.splitlines()
+    assert sum(line.startswith("| Pop | ") for line in lines) == 1               # the results row
+    assert sum(line.startswith("| ml100k | Pop | 1 |") for line in lines) == 1  # the run-times row
     assert (tmp_path / "sweep_plan.json").is_file()
 
 

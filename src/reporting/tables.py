@@ -241,7 +241,7 @@ def timing_table(ok: pd.DataFrame) -> str:
             v = part[c].astype(float).mean() if c in part and part[c].notna().any() else math.nan
             if c == "wall_seconds":
                 v = v / 60
-            cells.append("–" if math.isnan(v) else f"{v:.1f}")
+            cells.append("–" if math.isnan(v) else f"{v:.2f}" if c == "seconds_per_epoch" else f"{v:.1f}")
         lines.append(f"| {dataset} | {display_name(label)} | {len(part)} | " + " | ".join(cells) + " |")
     lines += ["", "Means over the row's runs; `s/epoch` is training time only (evaluation excluded); "
               "wall time runs from the job's config snapshot to its metrics.json."]
