@@ -115,6 +115,12 @@ class BM3(Recommender):
     def end_eval(self) -> None:
         self._cache = None
 
+    def final_embeddings(self) -> tuple[Tensor, Tensor]:
+        if self._cache is not None:
+            return self._cache
+        user_all, item_all = self.propagate()  # scores are made after the predictor
+        return self.predictor(user_all), self.predictor(item_all)
+
     def full_scores(self, users: Tensor) -> Tensor:
         if self._cache is None:
             self.prepare_eval()

@@ -270,6 +270,9 @@ class DAMRS(Recommender):
     def end_eval(self) -> None:
         self._cache = None
 
+    def final_embeddings(self) -> tuple[Tensor, Tensor]:
+        return self._cache if self._cache is not None else self.scoring_embeddings()
+
     def full_scores(self, users: Tensor) -> Tensor:
         if self._cache is None:
             with torch.no_grad():

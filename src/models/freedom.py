@@ -196,6 +196,9 @@ class FREEDOM(Recommender):
     def end_eval(self) -> None:
         self._cache = None
 
+    def final_embeddings(self) -> tuple[Tensor, Tensor]:
+        return self._cache if self._cache is not None else self.propagate(self.full_adj)
+
     def full_scores(self, users: Tensor) -> Tensor:
         user_all, item_all = self._cache if self._cache is not None else self.propagate(self.full_adj)
         return user_all[users] @ item_all.T

@@ -163,6 +163,12 @@ class LGMRec(Recommender):
     def end_eval(self) -> None:
         self._cache = None
 
+    def final_embeddings(self) -> tuple[Tensor, Tensor]:
+        if self._cache is not None:
+            return self._cache
+        users, items, _ = self.embeddings(training=False)
+        return users, items
+
     def full_scores(self, users: Tensor) -> Tensor:
         if self._cache is None:
             with torch.no_grad():

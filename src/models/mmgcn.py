@@ -165,6 +165,10 @@ class MMGCN(Recommender):
     def end_eval(self) -> None:
         self._cache = None
 
+    def final_embeddings(self) -> tuple[Tensor, Tensor]:
+        out = self._cache if self._cache is not None else self.representation()
+        return out[:self.n_users], out[self.n_users:]
+
     def full_scores(self, users: Tensor) -> Tensor:
         out = self._cache if self._cache is not None else self.representation()
         return out[users] @ out[self.n_users:].T

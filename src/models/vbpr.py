@@ -62,6 +62,10 @@ class VBPR(Recommender):
     def end_eval(self) -> None:
         self._items = None
 
+    def final_embeddings(self) -> tuple[Tensor, Tensor]:
+        # 2d-dim vectors: [γ_u; θ_u] and [γ_i; E f_i + b]
+        return self.user_emb, self._items if self._items is not None else self.item_vectors()
+
     def full_scores(self, users: Tensor) -> Tensor:
         items = self._items if self._items is not None else self.item_vectors()
         return self.user_emb[users] @ items.T

@@ -198,6 +198,13 @@ class SPUMR(Recommender):
     def end_eval(self) -> None:
         self._eval = None
 
+    def final_embeddings(self) -> tuple[Tensor, Tensor]:
+        # the fused representations from mu (plus the ID branch), as scored at evaluation
+        if self._eval is not None:
+            return self._eval
+        fu, fi = self.represent(None, None, sample=False)
+        return fu.z, fi.z
+
     def full_scores(self, users: Tensor) -> Tensor:
         if self._eval is None:
             with torch.no_grad():
