@@ -26,16 +26,22 @@ def toy_rows(n_users: int = 6, n_items: int = 8, per_user: int = 5):
     return [(u, (u + j) % n_items, labels[j]) for u in range(n_users) for j in range(per_user)]
 
 
+def write_toy_dataset(root: Path, seed: int = 1):
+    """Write a valid MMRec-format dataset `toy` (image 6-d, text 4-d) into `root`; its rows."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = toy_rows()
+    write_inter(root / "toy.inter", rows)
+    n_items = max(i for _, i, _ in rows) + 1
+    rng = np.random.default_rng(seed)
+    np.save(root / "image_feat.npy", rng.normal(size=(n_items, 6)).astype(np.float32))
+    np.save(root / "text_feat.npy", rng.normal(size=(n_items, 4)).astype(np.float32))
+    return rows
+
+
 @pytest.fixture
 def toy_dataset(tmp_path):
     """A valid MMRec-format dataset `toy` with two modalities in tmp_path."""
-    rows = toy_rows()
-    write_inter(tmp_path / "toy.inter", rows)
-    n_items = max(i for _, i, _ in rows) + 1
-    rng = np.random.default_rng(1)
-    np.save(tmp_path / "image_feat.npy", rng.normal(size=(n_items, 6)).astype(np.float32))
-    np.save(tmp_path / "text_feat.npy", rng.normal(size=(n_items, 4)).astype(np.float32))
-    return tmp_path, rows
+    return tmp_path, write_toy_dataset(tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 from src.data.datamodule import RecDataModule
 from src.data.formats import Interactions, RecData
 from src.data.noise import ModalityNoise
-from tests.conftest import toy_rows, write_inter
+from tests.conftest import write_toy_dataset
 from tests.helpers import train_config
 
 
@@ -94,13 +94,8 @@ def test_bad_parameters_are_refused():
 
 def test_datamodule_applies_it_and_keys_graphs_by_the_new_fingerprint(tmp_path):
     root = tmp_path / "toy"
-    root.mkdir()
-    rows = toy_rows()
-    write_inter(root / "toy.inter", rows)
+    rows = write_toy_dataset(root, seed=0)
     n_items = max(i for _, i, _ in rows) + 1
-    rng = np.random.default_rng(0)
-    np.save(root / "image_feat.npy", rng.normal(size=(n_items, 6)).astype(np.float32))
-    np.save(root / "text_feat.npy", rng.normal(size=(n_items, 4)).astype(np.float32))
     record = tmp_path / "noise.json"
     kwargs = dict(name="toy", data_dir=str(tmp_path), modalities={"image": "image_feat.npy", "text": "text_feat.npy"})
     clean = RecDataModule(**kwargs)
