@@ -71,6 +71,19 @@ def test_dense_products_counted_as_run_by_autograd():
     assert c.sparse == 0
 
 
+def test_counting_under_inference_mode_with_a_parameter_input():
+    # FREEDOM's evaluation propagates its item table (a leaf parameter) through a SparseOp module
+    # under inference_mode; torch's per-module tracker used to fail there (bench row "error")
+    from src.models.layers import SparseOp
+    adj = torch.sparse_coo_tensor(torch.tensor([[0, 1, 2], [1, 2, 0]]), torch.ones(3), (3, 3))
+    op, lin = SparseOp(adj), torch.nn.Linear(4, 2)
+    x = torch.nn.Parameter(torch.randn(3, 4))
+    with torch.inference_mode(), count_flops() as c:
+        lin(op(x))
+    assert c.sparse == 2 * 3 * 4          # 2 * nnz * d
+    assert c.dense == 2 * 3 * 4 * 2       # the linear layer: 2 * rows * in * out
+
+
 def test_counting_restores_the_sparse_operator():
     from src.models.layers import SparseOp
     original = SparseOp.apply_matrix
