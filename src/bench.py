@@ -52,7 +52,7 @@ DEFAULT_MODELS = ("mf", "lightgcn", "vbpr", "mmgcn", "freedom", "bm3", "lgmrec",
 COLUMNS = ["model", "scale", "device", "threads", "graph_build_s", "setup_s", "epoch_s", "epoch_floor_s",
            "epoch_ratio", "eval_s", "eval_floor_s", "eval_ratio", "eval_prepare_s", "peak_mem_mb",
            "train_peak_mb", "gpu_peak_mb", "epoch_gflop", "eval_gflop", "matmul_gflops", "steps_per_epoch",
-           "n_users", "n_items", "n_train", "n_eval_users", "epoch_times", "load_start", "load_end",
+           "n_users", "n_items", "n_train", "n_eval_users", "epoch_times", "knn_recall", "load_start", "load_end",
            "overrides", "error"]
 TABLE = [("model", "model", "{}"), ("scale", "scale", "{}"), ("dev", "device", "{}"),
          ("graphs s", "graph_build_s", "{:.1f}"), ("setup s", "setup_s", "{:.1f}"),
@@ -193,6 +193,8 @@ def measure(args: argparse.Namespace) -> dict:
         _sync(device)
         row["setup_s"] = time.perf_counter() - t0
         row["graph_build_s"] = timer.seconds
+    if dm.graphs.knn_recall:  # approximate (faiss) KNN lists: recall@k against exact on a sample
+        row["knn_recall"] = " ".join(f"{k}={v:.4f}" for k, v in sorted(dm.graphs.knn_recall.items()))
 
     if module.net.trainable and args.epochs > 0:
         from src.data.sampling import BPRSampler
@@ -271,6 +273,9 @@ def run_worker(args: argparse.Namespace, model: str, scale: str) -> dict:
     for o in args.override:
         cmd += ["--override", o]
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    log_file = Path(args.out) / f"{model}@{scale}.log"   # the worker's progress (graph builds, faiss recall)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text(run.stderr)
     for line in run.stdout.splitlines():
         if line.startswith("BENCH_ROW "):
             return json.loads(line[len("BENCH_ROW "):])
@@ -318,7 +323,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--scale", default="baby_scale",
                     help="synthetic presets, comma-separated (tiny, baby_scale, sports_scale, clothing_scale, ...)")
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS), help="model config names, comma-separated")
-    ap.add_argument("--out", default=str(ROOT / "outputs" / "bench"), help="folder for bench.csv and bench.txt")
+    ap.add_argument("--out", default=str(ROOT / "outputs" / "bench"), help="folder for bench.csv, bench.txt and the workers' logs")
     ap.add_argument("--epochs", type=int, default=3, help="timed training epochs (the median is reported)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed training epochs first")
     ap.add_argument("--eval-repeats", type=int, default=3, help="timed evaluation passes (median)")

@@ -37,6 +37,20 @@ def test_bench_writes_one_row_per_model_and_scale(tmp_path, capsys):
     assert int(row["n_users"]) == 200 and int(row["n_items"]) == 150
     printed = capsys.readouterr().out
     assert "mf" in printed and "epoch s" in printed and (out / "bench.txt").is_file()
+    assert (out / "mf@tiny.log").is_file()  # the worker's stderr
+    assert row["knn_recall"] == ""           # exact KNN: no recall to report
+
+
+def test_bench_reports_faiss_recall(tmp_path):
+    # a flat (exhaustive) faiss index finds the exact lists: recall 1 on every side and modality
+    rows = bench.main(["--scale", "tiny", "--models", "spumr", "--epochs", "1", "--warmup", "0",
+                       "--eval-repeats", "1", "--flop-steps", "1", "--threads", "1",
+                       "--override", "dataset.knn.method=faiss", "--override", "+dataset.knn.index=flat",
+                       "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out")])
+    assert not rows[0].get("error"), rows[0].get("error")
+    recall = dict(kv.split("=") for kv in rows[0]["knn_recall"].split())
+    assert set(recall) == {"items/image", "items/text", "users/image", "users/text"}
+    assert all(float(v) == 1.0 for v in recall.values())
 
 
 def test_failed_worker_becomes_an_error_row(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from src.models.base import bpr_loss, l2_reg
 from src.models.vbpr import VBPR
 from tests.model_checks import random_recall_at_20, short_run, tiny_data
 
@@ -68,6 +69,23 @@ def test_loss_terms_are_bpr_plus_weighted_emb_loss():
     assert terms["reg"].item() == pytest.approx(0.3 * emb, rel=1e-10)
     assert "reg" not in VBPR(data, reg_weight=0.0).loss_terms(torch.tensor(users), torch.tensor(pos),
                                                               torch.tensor(neg))
+
+
+def test_batch_projection_equals_projecting_every_item():
+    # loss_terms projects only the batch's distinct items; the whole-catalogue projection (MMRec's
+    # route) must give the same loss and the same gradient for every parameter
+    data = tiny_data()
+    model = VBPR(data, embedding_dim=4, reg_weight=0.1).double()
+    users, pos, neg = torch.tensor([0, 1, 4, 4, 2]), torch.tensor([0, 2, 5, 1, 2]), torch.tensor([3, 6, 0, 2, 6])
+    loss = sum(model.loss_terms(users, pos, neg).values())
+    fast = torch.autograd.grad(loss, list(model.parameters()))
+    items = model.item_vectors()
+    u, p, n = model.user_emb[users], items[pos], items[neg]
+    ref_loss = bpr_loss((u * p).sum(-1), (u * n).sum(-1)) + 0.1 * l2_reg(u, p, n)
+    ref = torch.autograd.grad(ref_loss, list(model.parameters()))
+    assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-12)
+    for a, b in zip(fast, ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
 def test_every_parameter_learns_and_features_stay_frozen():
