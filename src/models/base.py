@@ -71,3 +71,47 @@ def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
 def l2_reg(*embeddings: Tensor) -> Tensor:
     """MMRec's `EmbLoss`: sum of the Frobenius norms of the batch embeddings / batch size."""
     return sum(torch.linalg.vector_norm(e) for e in embeddings) / embeddings[-1].shape[0]
+
+
+class _ScaledLogSumExp(torch.autograd.Function):
+    """Row-wise logsumexp of `scale · a cᵀ`, computed over blocks of rows of `a`.
+
+    Autograd on the plain expression keeps the whole `[B, N]` logit matrix and walks it several
+    times (product, scaling, max, exp, sum; in backward exp again and two products); here each
+    block of about `block_bytes` of logits is made, used and dropped while it is still in cache,
+    and recomputed in backward instead of being stored. Same values and gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, a: Tensor, c: Tensor, scale: float, block_rows: int) -> Tensor:
+        lse = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+        ct = c.T
+        for s in range(0, a.shape[0], block_rows):
+            lse[s:s + block_rows] = torch.logsumexp(torch.mm(a[s:s + block_rows], ct).mul_(scale), dim=1)
+        ctx.save_for_backward(a, c, lse)
+        ctx.scale, ctx.block_rows = scale, block_rows
+        return lse
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        a, c, lse = ctx.saved_tensors
+        scale, rows = ctx.scale, ctx.block_rows
+        grad_a, grad_c = torch.empty_like(a), torch.zeros_like(c)
+        ct = c.T
+        for s in range(0, a.shape[0], rows):
+            a_blk = a[s:s + rows]
+            # softmax of the block's logits, weighted by the incoming gradient and the scale
+            p = torch.addmm(-lse[s:s + rows, None], a_blk, ct, alpha=scale).exp_()
+            p.mul_((grad[s:s + rows] * scale)[:, None])
+            torch.mm(p, c, out=grad_a[s:s + rows])
+            grad_c.addmm_(p.T, a_blk)
+        return grad_a, grad_c, None, None
+
+
+def scaled_logsumexp(a: Tensor, c: Tensor, scale: float = 1.0, block_bytes: int = 8 << 20) -> Tensor:
+    """`torch.logsumexp(scale * a @ c.T, dim=1)` (`a` `[B, d]`, `c` `[N, d]`) without holding the
+    `[B, N]` logits: the denominator of an InfoNCE against a whole catalogue of candidates."""
+    if a.dim() != 2 or c.dim() != 2 or a.shape[1] != c.shape[1]:
+        raise ValueError(f"scaled_logsumexp: expected [B, d] and [N, d], got {tuple(a.shape)} and {tuple(c.shape)}")
+    block_rows = max(1, block_bytes // max(1, c.shape[0] * a.element_size()))
+    return _ScaledLogSumExp.apply(a, c, float(scale), block_rows)
