@@ -1,10 +1,9 @@
-"""SparseOp, propagate and scaled_logsumexp against dense references."""
+"""SparseOp and propagate against dense references."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from src.models.base import scaled_logsumexp
 from src.models.layers import SparseOp, propagate
 
 
@@ -78,24 +77,3 @@ def test_cuda_matches_cpu():
     y = op(xc)
     y.sum().backward()
     assert torch.allclose(y.cpu(), y_cpu, atol=1e-5) and torch.allclose(xc.grad.cpu(), g_cpu, atol=1e-5)
-
-
-@pytest.mark.parametrize("block_bytes", [1, 3 * 8 * 7, 1 << 20])  # one row, 3 rows (ragged end), all
-def test_scaled_logsumexp_equals_the_plain_expression(block_bytes):
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(10, 5, generator=g, dtype=torch.float64, requires_grad=True)
-    c = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(10, generator=g, dtype=torch.float64)  # a non-uniform upstream gradient
-    out = scaled_logsumexp(a, c, scale=1 / 0.2, block_bytes=block_bytes)
-    ref = torch.logsumexp(a @ c.T / 0.2, dim=1)
-    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
-    got = torch.autograd.grad((out * w).sum(), [a, c])
-    want = torch.autograd.grad((ref * w).sum(), [a, c])
-    for x, y in zip(got, want):
-        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda a, c: scaled_logsumexp(a, c, 2.0, block_bytes), (a, c))
-
-
-def test_scaled_logsumexp_rejects_mismatched_shapes():
-    with pytest.raises(ValueError, match=r"\[B, d\] and \[N, d\]"):
-        scaled_logsumexp(torch.zeros(3, 4), torch.zeros(5, 2))

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.data.formats import RecData
-from src.models.base import Recommender, bpr_loss, l2_reg, scaled_logsumexp
+from src.models.base import Recommender, bpr_loss, l2_reg
 from src.models.layers import SparseOp, propagate
 
 
@@ -140,8 +140,7 @@ class LGMRec(Recommender):
         """MMRec's `ssl_triple_loss`: sum over rows of -log softmax_j(cos(a, c_j)/tau) at the
         positive, the candidates being every row of `candidates` (the positive among them)."""
         a, p, c = F.normalize(anchor, dim=1), F.normalize(positive, dim=1), F.normalize(candidates, dim=1)
-        # the denominator over every candidate in cache-sized blocks (the [B, N] logits never held)
-        return (scaled_logsumexp(a, c, 1.0 / self.tau) - (a * p).sum(1) / self.tau).sum()
+        return (torch.logsumexp(a @ c.T / self.tau, dim=1) - (a * p).sum(1) / self.tau).sum()
 
     def loss_terms(self, users: Tensor, pos: Tensor, neg: Tensor) -> dict[str, Tensor]:
         user_all, item_all, parts = self.embeddings(training=True)
