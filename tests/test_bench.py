@@ -78,9 +78,10 @@ def test_dense_products_counted_as_run_by_autograd():
     users, pos, neg = torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([2, 3])
     with count_flops() as c:
         sum(model.loss_terms(users, pos, neg).values()).backward()
-    n, f, d = data.n_items, 10, 5
-    # content projection of every item (forward 2nfd) and its weight gradient (2nfd); the raw
-    # features are a frozen buffer, so autograd runs no input-gradient product
+    n, f, d = 4, 10, 5  # the batch's distinct items 0, 1, 2, 3 (not the catalogue's 7)
+    # content projection of the batch's distinct items (forward 2nfd) and its weight gradient
+    # (2nfd); the raw features are a frozen buffer, so autograd runs no input-gradient product
+    assert data.n_items > n
     assert c.dense == 4 * n * f * d
     assert c.sparse == 0
 
@@ -109,7 +110,9 @@ def test_counting_restores_the_sparse_operator():
 
 def test_matmul_rate_and_memory_marks():
     assert matmul_rate("cpu", n=256, repeats=3) > 1e6
-    assert peak_rss_mb() >= current_rss_mb() > 0
+    # the kernel updates its high-water mark lazily: VmRSS can lead VmHWM by a few pages
+    current = current_rss_mb()
+    assert current > 0 and peak_rss_mb() >= current - 1
     if reset_peak_rss():
         block = np.ones(64 << 20, dtype=np.uint8)  # 64 MiB touched after the reset
         assert peak_rss_mb() >= current_rss_mb() - 1
