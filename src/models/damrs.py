@@ -274,9 +274,6 @@ class DAMRS(Recommender):
         return self._cache if self._cache is not None else self.scoring_embeddings()
 
     def full_scores(self, users: Tensor) -> Tensor:
-        if self._cache is None:
-            with torch.no_grad():
-                user_all, item_all = self.scoring_embeddings()
-        else:
-            user_all, item_all = self._cache
+        with torch.no_grad():
+            user_all, item_all = self.final_embeddings()
         return user_all[users] @ item_all.T

@@ -200,7 +200,7 @@ class FREEDOM(Recommender):
         return self._cache if self._cache is not None else self.propagate(self.full_adj)
 
     def full_scores(self, users: Tensor) -> Tensor:
-        user_all, item_all = self._cache if self._cache is not None else self.propagate(self.full_adj)
+        user_all, item_all = self.final_embeddings()
         return user_all[users] @ item_all.T
 
 

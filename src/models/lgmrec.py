@@ -170,9 +170,6 @@ class LGMRec(Recommender):
         return users, items
 
     def full_scores(self, users: Tensor) -> Tensor:
-        if self._cache is None:
-            with torch.no_grad():
-                user_all, item_all, _ = self.embeddings(training=False)
-        else:
-            user_all, item_all = self._cache
+        with torch.no_grad():
+            user_all, item_all = self.final_embeddings()
         return user_all[users] @ item_all.T

@@ -45,7 +45,7 @@ class LightGCN(Recommender):
         self._cache = None
 
     def full_scores(self, users: Tensor) -> Tensor:
-        user_all, item_all = self._cache if self._cache is not None else self.propagate()
+        user_all, item_all = self.final_embeddings()
         return user_all[users] @ item_all.T
 
     def final_embeddings(self) -> tuple[Tensor, Tensor]:

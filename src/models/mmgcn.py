@@ -170,5 +170,5 @@ class MMGCN(Recommender):
         return out[:self.n_users], out[self.n_users:]
 
     def full_scores(self, users: Tensor) -> Tensor:
-        out = self._cache if self._cache is not None else self.representation()
-        return out[users] @ out[self.n_users:].T
+        user_all, item_all = self.final_embeddings()
+        return user_all[users] @ item_all.T
